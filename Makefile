@@ -1,0 +1,54 @@
+# kk-voicebot: every set-up step lives here so that a fresh Debian 12 machine needs only
+# `make run` or `make test` (as root). All targets are idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PBX := asterisk/pbx
+DEB_PACKAGES := python3-venv python3-dev gcc debootstrap espeak-ng sox baresip-core zstd
+STAMP := $(VENV)/.installed
+
+.PHONY: setup deps venv asterisk models run stop test clean help
+
+help:
+	@echo "make run    - install what is missing, start Asterisk + the bot + web chat (Ctrl-C stops)"
+	@echo "make test   - install what is missing, run every test (real Asterisk included)"
+	@echo "make setup  - install only (venv, Debian packages, Asterisk chroot, models)"
+	@echo "make stop   - stop a system started in the background"
+
+setup: deps venv asterisk models
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+asterisk: deps
+	@$(PBX) install
+
+models: venv
+	@$(VENV)/bin/voicebot models install --defaults
+
+run: setup
+	@$(VENV)/bin/voicebot serve --with-pbx
+
+stop:
+	@$(VENV)/bin/voicebot serve --stop 2>/dev/null || true
+	@$(PBX) stop
+
+test: setup
+	@$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
