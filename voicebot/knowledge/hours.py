@@ -1,0 +1,106 @@
+"""Opening hours: weekly schedules in config, checked against local time.
+
+Hours are data (DESIGN.md §8), so admins change them in YAML, not code. A schedule maps weekday
+names to lists of ``"HH:MM-HH:MM"`` intervals; a missing day is closed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DANISH_DAYS = ("mandag", "tirsdag", "onsdag", "torsdag", "fredag", "lørdag", "søndag")
+
+
+def parse_interval(text: str) -> tuple[dt.time, dt.time]:
+    """``"08:00-14:00"`` or ``"8-14"`` -> (start, end); ValueError when malformed."""
+    start, sep, end = text.replace(" ", "").partition("-")
+    if not sep:
+        raise ValueError(f"expected an interval like 08:00-14:00, got {text!r}")
+    a, b = _parse_time(start), _parse_time(end)
+    if b <= a:
+        raise ValueError(f"interval ends before it starts: {text!r}")
+    return a, b
+
+
+def _parse_time(text: str) -> dt.time:
+    hour, _, minute = text.partition(":")
+    try:
+        return dt.time(int(hour), int(minute or 0))
+    except ValueError:
+        raise ValueError(f"not a time of day: {text!r}") from None
+
+
+@dataclasses.dataclass
+class Schedule:
+    """A weekly schedule; ``always: true`` means open around the clock (the bot itself)."""
+
+    timezone: str = "Europe/Copenhagen"
+    always: bool = False
+    mon: list[str] = dataclasses.field(default_factory=list)
+    tue: list[str] = dataclasses.field(default_factory=list)
+    wed: list[str] = dataclasses.field(default_factory=list)
+    thu: list[str] = dataclasses.field(default_factory=list)
+    fri: list[str] = dataclasses.field(default_factory=list)
+    sat: list[str] = dataclasses.field(default_factory=list)
+    sun: list[str] = dataclasses.field(default_factory=list)
+    closed_dates: list[str] = dataclasses.field(default_factory=list)  # ISO dates, e.g. holidays
+
+    def validate(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        for day in DAYS:
+            for text in getattr(self, day):
+                try:
+                    parse_interval(text)
+                except ValueError as exc:
+                    raise ValueError(f"{day}: {exc}") from None
+        for text in self.closed_dates:
+            try:
+                dt.date.fromisoformat(text)
+            except ValueError:
+                raise ValueError(f"closed_dates: not an ISO date (YYYY-MM-DD): {text!r}") from None
+
+    def is_open(self, when: dt.datetime) -> bool:
+        """Whether ``when`` (aware; naive means UTC) falls inside the schedule."""
+        if self.always:
+            return True
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        local = when.astimezone(ZoneInfo(self.timezone))
+        if local.date().isoformat() in self.closed_dates:
+            return False
+        now = local.time()
+        return any(a <= now < b for a, b in map(parse_interval, getattr(self, DAYS[local.weekday()])))
+
+    def describe(self) -> str:
+        """The schedule in Danish, grouping days with equal hours: 'mandag 11-17, tirsdag-fredag 8-14'."""
+        if self.always:
+            return "hele døgnet"
+        groups: list[tuple[int, int, str]] = []
+        for i, day in enumerate(DAYS):
+            text = " og ".join(_say_interval(t) for t in getattr(self, day))
+            if not text:
+                continue
+            if groups and groups[-1][1] == i - 1 and groups[-1][2] == text:
+                groups[-1] = (groups[-1][0], i, text)
+            else:
+                groups.append((i, i, text))
+        if not groups:
+            return "lukket"
+        parts = [(DANISH_DAYS[a] if a == b else f"{DANISH_DAYS[a]} til {DANISH_DAYS[b]}") + f" {t}"
+                 for a, b, t in groups]
+        return ", ".join(parts[:-1]) + (" og " if len(parts) > 1 else "") + parts[-1]
+
+
+def _say_interval(text: str) -> str:
+    a, b = parse_interval(text)
+    return f"{_say_time(a)} til {_say_time(b)}"
+
+
+def _say_time(t: dt.time) -> str:
+    return f"{t.hour}" if not t.minute else f"{t.hour}.{t.minute:02d}"
