@@ -1,0 +1,118 @@
+"""Pre-synthesize every fixed text the bot says, so a call never waits for synthesis.
+
+``spoken_texts`` lists the fixed prompts from config and the knowledge answers; ``prebuild``
+synthesizes each text once and stores it in every cache (one per call rate) that lacks it.
+Texts with a playable recording are not synthesized: the recording plays instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from tqdm import tqdm
+
+from voicebot.errors import EngineError
+from voicebot.speech.tts.cache import TTSCache, normalize_text
+from voicebot.speech.tts.recordings import RecordingError, load_recording
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpokenText:
+    source: str  # "prompt greeting", "article pas-fornyelse", "article pas-fornyelse followup pris"
+    text: str
+    recording: Path | None = None
+
+
+@dataclasses.dataclass
+class BuildReport:
+    texts: int = 0
+    synthesized: int = 0  # texts synthesized now (stored at every rate that lacked them)
+    cached: int = 0  # texts already cached at every rate
+    recordings: int = 0  # texts that play a recording instead
+    failed: list[str] = dataclasses.field(default_factory=list)  # "source: error"
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.texts} texts: {self.synthesized} synthesized, {self.cached} already cached, "
+                f"{self.recordings} recordings, {len(self.failed)} failed in {self.seconds:.1f} s")
+
+
+def prompt_texts(prompts: dict[str, str], recordings: dict[str, Path]) -> list[SpokenText]:
+    return [SpokenText(f"prompt {name}", text, recordings.get(name)) for name, text in prompts.items()]
+
+
+def article_texts(articles: Iterable[Any]) -> list[SpokenText]:
+    """The voice answer (and spoken follow-up answers) of each knowledge article."""
+    out = []
+    for a in articles:
+        out.append(SpokenText(f"article {a.id}", a.answer_voice, getattr(a, "recording", None)))
+        for topic, text in (getattr(a, "followups", None) or {}).items():
+            out.append(SpokenText(f"article {a.id} followup {topic}", text))
+    return out
+
+
+def dedupe(items: Iterable[SpokenText]) -> list[SpokenText]:
+    """One item per distinct spoken text (a recording makes a text distinct)."""
+    seen: dict[tuple[str, Path | None], SpokenText] = {}
+    for item in items:
+        if item.text.strip():
+            seen.setdefault((normalize_text(item.text), item.recording), item)
+    return list(seen.values())
+
+
+def prebuild(items: Sequence[SpokenText], caches: Sequence[TTSCache], *, jobs: int = 1,
+             progress: bool = True) -> BuildReport:
+    """Fill ``caches`` with every item's audio; a failing text is reported, not fatal."""
+    start = time.monotonic()
+    report = BuildReport(texts=len(items))
+    rate = caches[0].rate
+    pending = []
+    for item in items:
+        if item.recording is not None and _playable(item.recording, rate):
+            report.recordings += 1
+        elif all(c.has(item.text) for c in caches):
+            report.cached += 1
+        else:
+            pending.append(item)
+    if pending:
+        caches[0].engine.prepare()  # a missing SDK or model fails once, here, not per text
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool, \
+            tqdm(total=len(items), initial=len(items) - len(pending), unit="text",
+                 desc="prompts", disable=not progress) as bar:
+        for item, error in pool.map(lambda i: (i, _synthesize(i, caches)), pending):
+            if error:
+                report.failed.append(f"{item.source}: {error}")
+            else:
+                report.synthesized += 1
+            bar.update(1)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _synthesize(item: SpokenText, caches: Sequence[TTSCache]) -> str | None:
+    missing = [c for c in caches if not c.has(item.text)]
+    try:
+        synthesized = missing[0].engine.synthesize(normalize_text(item.text)) if missing else None
+    except EngineError as exc:
+        log.warning("synthesis failed", extra={"source": item.source, "error": str(exc)})
+        return str(exc)
+    for cache in missing:
+        cache.store(item.text, synthesized)
+    return None
+
+
+def _playable(path: Path, rate: int) -> bool:
+    try:
+        load_recording(path, rate)
+        return True
+    except (OSError, RecordingError) as exc:
+        log.warning("recording not playable; its text is synthesized instead",
+                    extra={"file": str(path), "error": str(exc)})
+        return False
