@@ -1,0 +1,109 @@
+"""faster-whisper (CTranslate2): the Danish segment engine.
+
+Decoding settings follow DESIGN.md §5: int8, beam search, no temperature fallback (it pushed RTF
+above 1), a short natural-sentence prompt rather than a word list (lists leak into transcripts),
+``no_repeat_ngram_size`` and a repeat check, and guards against text hallucinated on silence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+
+from voicebot.errors import EngineError
+from voicebot.speech.asr.base import SegmentEngine
+from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, limit_length
+from voicebot.speech.audio import resample
+
+RATE = 16000
+logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every utterance at INFO
+
+
+@dataclasses.dataclass
+class WhisperConfig:
+    """``speech.asr.whisper``"""
+
+    model: str = "whisper-base"       # manifest name or model directory
+    compute_type: str = "int8"
+    cpu_threads: int = 1              # per decode; parallelism comes from the pool
+    beam_size: int = 5
+    language: str = "da"
+    prompt: str = ""                  # a short natural Danish sentence about the domain
+    hotwords_max: int = 0             # >0: this many vocabulary words go in as hotwords
+    no_repeat_ngram_size: int = 0
+    no_speech_max: float = 0.6        # drop a segment above this no-speech probability...
+    logprob_min: float = -1.0         # ...when its average log-probability is also below this
+    compression_ratio_max: float = 2.4
+    max_chars_per_second: float = 30.0
+
+    def validate(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError("beam_size: must be 1 or more")
+        if not 0 < self.no_speech_max <= 1:
+            raise ValueError("no_speech_max: must be in (0, 1]")
+        if self.cpu_threads < 0 or self.hotwords_max < 0 or self.no_repeat_ngram_size < 0:
+            raise ValueError("cpu_threads, hotwords_max, no_repeat_ngram_size: must not be negative")
+
+
+class WhisperEngine(SegmentEngine):
+    name = "whisper"
+    streaming = False
+    config_class = WhisperConfig
+
+    def __init__(self, config: WhisperConfig, vocabulary=(), workers: int = 1) -> None:
+        super().__init__(config, vocabulary, workers)
+        try:
+            from faster_whisper import WhisperModel
+        except ImportError:
+            raise EngineError("faster-whisper is missing: pip install faster-whisper") from None
+        from voicebot.models import model_path
+
+        path = model_path(config.model)
+        try:
+            self.model = WhisperModel(str(path), device="cpu", compute_type=config.compute_type,
+                                      cpu_threads=config.cpu_threads, num_workers=max(1, workers))
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
+        words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
+        self.hotwords = " ".join(words) or None
+
+    def decode(self, samples: np.ndarray, rate: int) -> tuple[str, float]:
+        c = self.config
+        audio = resample(samples, rate, RATE).astype(np.float32) / 32768.0
+        audio_s = len(audio) / RATE
+        segments, _ = self.model.transcribe(
+            audio, language=c.language, beam_size=c.beam_size, temperature=0.0,
+            initial_prompt=c.prompt or None, hotwords=self.hotwords,
+            no_repeat_ngram_size=c.no_repeat_ngram_size, condition_on_previous_text=False,
+            without_timestamps=True, vad_filter=False,
+            max_new_tokens=min(200, int(audio_s * 12) + 16))
+        texts, weights, logprobs = [], [], []
+        for seg in segments:
+            text = self._keep(seg)
+            if text:
+                texts.append(text)
+                weights.append(max(1, len(seg.tokens)))
+                logprobs.append(seg.avg_logprob + math.log(max(1e-6, 1 - seg.no_speech_prob)))
+        text = limit_length(collapse_repeats(" ".join(texts)), audio_s, c.max_chars_per_second)
+        if not text:
+            return "", 0.0
+        mean = sum(w * lp for w, lp in zip(weights, logprobs)) / sum(weights)
+        return text, float(math.exp(mean))
+
+    def _keep(self, seg) -> str:
+        """The segment's text, or '' when it looks hallucinated."""
+        c = self.config
+        if seg.no_speech_prob > c.no_speech_max and seg.avg_logprob < c.logprob_min:
+            return ""
+        text = seg.text.strip()
+        if compression_ratio(text) > c.compression_ratio_max:
+            text = collapse_repeats(text)
+            if compression_ratio(text) > c.compression_ratio_max:
+                return ""
+        return text
+
+
+ENGINE = WhisperEngine
