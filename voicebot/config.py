@@ -244,7 +244,8 @@ class MediaConfig:
     """The ExternalMedia RTP leg between Asterisk and the bot."""
 
     bind_host: str = "127.0.0.1"
-    format: typing.Literal["slin16", "ulaw"] = "slin16"
+    # ulaw, not slin16: see README "Design decisions" (Asterisk 22 drops our slin16 RTP towards the caller)
+    format: typing.Literal["slin16", "ulaw"] = "ulaw"
 
 
 @dataclasses.dataclass

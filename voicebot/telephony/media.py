@@ -10,7 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from voicebot.config import MediaConfig
-from voicebot.errors import TelephonyError
+from voicebot.errors import AriError, TelephonyError
 from voicebot.telephony.ari import AriClient
 from voicebot.telephony.rtp import CODECS, RtpEndpoint, RtpSender
 
@@ -49,8 +49,7 @@ class MediaLeg:
             rport = variables.get("UNICASTRTP_LOCAL_PORT")
             if addr and rport:
                 endpoint.remote = (addr, int(rport))
-            await ari.request("POST", f"/bridges/{bridge_id}/addChannel",
-                              params={"channel": f"{channel_id},{external_id}"})
+            await _add_to_bridge(ari, bridge_id, f"{channel_id},{external_id}")
         except Exception:
             endpoint.close()
             await _cleanup(ari, bridge_id, external_id)
@@ -69,6 +68,19 @@ class MediaLeg:
     async def close(self) -> None:
         self.endpoint.close()
         await _cleanup(self.ari, self.bridge_id, self.external_id)
+
+
+async def _add_to_bridge(ari: AriClient, bridge_id: str, channels: str, attempts: int = 50) -> None:
+    """The ExternalMedia channel enters Stasis a moment after it is created; until then ARI
+    answers 422 "Channel not in Stasis application". Retry briefly rather than fail the call."""
+    for attempt in range(attempts):
+        try:
+            await ari.request("POST", f"/bridges/{bridge_id}/addChannel", params={"channel": channels})
+            return
+        except AriError as exc:
+            if exc.status != 422 or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.01)
 
 
 async def _cleanup(ari: AriClient, bridge_id: str | None, external_id: str | None) -> None:

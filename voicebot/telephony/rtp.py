@@ -205,28 +205,50 @@ class RtpSender:
 
     async def play(self, samples: np.ndarray, stop: asyncio.Event | None = None) -> float:
         """Send ``samples``; return seconds actually sent (less than all when ``stop`` was set)."""
-        frames = self.frames(samples)
+        frames = iter(self.frames(samples))
+        return await self.stream(lambda: next(frames, None), stop)
+
+    async def stream(self, next_frame: Callable[[], np.ndarray | None],
+                     stop: asyncio.Event | None = None) -> float:
+        """Send frames from ``next_frame()`` every 20 ms until it returns None or ``stop`` is set."""
         step = FRAME_MS / 1000
         start = self.clock()
         marker = True
         sent = 0
-        for i, frame in enumerate(frames):
-            if stop is not None and stop.is_set():
-                break
-            due = start + i * step
+        while stop is None or not stop.is_set():
+            due = start + sent * step
             delay = due - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -self.STALL_S:
                 self.stalls += 1
-                start = self.clock() - i * step  # re-base: no burst after a stall
+                start = self.clock() - sent * step  # re-base: no burst after a stall
                 marker = True
             if stop is not None and stop.is_set():
                 break
-            self.endpoint.send(pack(RtpPacket(self.codec.payload_type, self.seq, self.timestamp,
-                                              self.ssrc, self.codec.encode(frame), marker)))
-            marker = False
-            self.seq = (self.seq + 1) & 0xFFFF
+            frame = next_frame()
+            if frame is None:
+                break
+            self.send_packet(self.codec.payload_type, self.codec.encode(frame), marker)
             self.timestamp = (self.timestamp + self.codec.samples_per_frame) & 0xFFFFFFFF
+            marker = False
             sent += 1
         return sent * step
+
+    def send_packet(self, payload_type: int, payload: bytes, marker: bool = False,
+                    timestamp: int | None = None) -> None:
+        ts = self.timestamp if timestamp is None else timestamp
+        self.endpoint.send(pack(RtpPacket(payload_type, self.seq, ts, self.ssrc, payload, marker)))
+        self.seq = (self.seq + 1) & 0xFFFF
+
+    async def send_dtmf(self, digit: str, payload_type: int = 101, duration_ms: int = 160) -> None:
+        """Send one RFC 4733 telephone event (alongside any audio being streamed)."""
+        event = "0123456789*#ABCD".index(digit.upper())
+        ts = self.timestamp
+        steps = max(1, duration_ms // FRAME_MS)
+        for i in range(1, steps + 1):
+            dur = i * self.codec.samples_per_frame
+            self.send_packet(payload_type, struct.pack("!BBH", event, 10, dur), marker=(i == 1), timestamp=ts)
+            await asyncio.sleep(FRAME_MS / 1000)
+        for _ in range(3):  # the end packet, sent three times as the RFC recommends
+            self.send_packet(payload_type, struct.pack("!BBH", event, 0x80 | 10, dur), timestamp=ts)
