@@ -33,7 +33,7 @@ from voicebot.speech.asr.config import ENGINES, AsrConfig
 from voicebot.speech.asr.pool import get_pool, run_in_pool
 from voicebot.speech.asr.recognizer import Listener, Recognizer
 
-__all__ = ["AsrConfig", "AsrEngine", "AsrResult", "AsrStream", "Listener", "Recognizer",
+__all__ = ["ENGINES", "AsrConfig", "AsrEngine", "AsrResult", "AsrStream", "Listener", "Recognizer",
            "create_listener", "create_recognizer", "engine_class", "load_engine", "transcribe"]
 
 _engines: dict[tuple, AsrEngine] = {}

@@ -39,3 +39,14 @@ def limit_length(text: str, audio_s: float, max_chars_per_second: float) -> str:
     if len(text) <= limit:
         return text
     return text[:limit].rsplit(" ", 1)[0]
+
+
+def is_prompt_echo(text: str, prompt: str, min_words: int = 3) -> bool:
+    """Whisper sometimes repeats its prompt on audio it cannot read: a transcript of three or
+    more words that is a piece of the prompt is treated as no transcript."""
+    words = _words(text)
+    return len(words) >= min_words and f" {' '.join(words)} " in f" {' '.join(_words(prompt))} "
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c if c.isalnum() else " " for c in text.lower()).split()

@@ -15,7 +15,7 @@ import numpy as np
 
 from voicebot.errors import EngineError
 from voicebot.speech.asr.base import SegmentEngine
-from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, limit_length
+from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
 from voicebot.speech.audio import resample
 
 RATE = 16000
@@ -79,7 +79,7 @@ class WhisperEngine(SegmentEngine):
             initial_prompt=c.prompt or None, hotwords=self.hotwords,
             no_repeat_ngram_size=c.no_repeat_ngram_size, condition_on_previous_text=False,
             without_timestamps=True, vad_filter=False,
-            max_new_tokens=min(200, int(audio_s * 12) + 16))
+            max_new_tokens=min(200, int(audio_s * 10) + 12))
         texts, weights, logprobs = [], [], []
         for seg in segments:
             text = self._keep(seg)
@@ -88,7 +88,7 @@ class WhisperEngine(SegmentEngine):
                 weights.append(max(1, len(seg.tokens)))
                 logprobs.append(seg.avg_logprob + math.log(max(1e-6, 1 - seg.no_speech_prob)))
         text = limit_length(collapse_repeats(" ".join(texts)), audio_s, c.max_chars_per_second)
-        if not text:
+        if not text or is_prompt_echo(text, c.prompt):
             return "", 0.0
         mean = sum(w * lp for w, lp in zip(weights, logprobs)) / sum(weights)
         return text, float(math.exp(mean))
