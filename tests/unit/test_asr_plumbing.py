@@ -1,0 +1,129 @@
+"""ASR plumbing with fake engines: recognizer ordering and partials, listener routing, guards, WER."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+
+import numpy as np
+import pytest
+
+from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, SegmentEngine
+from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
+from voicebot.speech.asr.recognizer import Listener, Recognizer
+from voicebot.speech.endpointer import Endpointer, SpeechStarted, UtteranceEnded
+from voicebot.speech.vad import VadConfig
+from voicebot.speech.wer import normalize, number_words, wer
+
+
+class CountingStream(AsrStream):
+    """A streaming fake: the 'text' is the list of first samples of each chunk it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def accept(self, samples: np.ndarray) -> str:
+        self.seen.extend(int(v) for v in samples[::320])
+        return " ".join(map(str, self.seen))
+
+    def finish(self) -> AsrResult:
+        return AsrResult(" ".join(map(str, self.seen)), 1.0, len(self.seen) * 0.02, 0.0, "fake")
+
+
+class StreamingFake(AsrEngine):
+    name, streaming = "fake-stream", True
+
+    def open_stream(self, rate: int) -> AsrStream:
+        return CountingStream()
+
+
+class SegmentFake(SegmentEngine):
+    name = "fake-segment"
+
+    def decode(self, samples: np.ndarray, rate: int) -> tuple[str, float]:
+        return f"{len(samples)} samples", 0.9
+
+
+@pytest.fixture
+def pool():
+    with concurrent.futures.ThreadPoolExecutor(2) as p:
+        yield p
+
+
+def frame(value: int) -> np.ndarray:
+    return np.full(320, value, dtype=np.int16)
+
+
+async def test_streaming_recognizer_keeps_order_and_partials(pool):
+    rec = Recognizer(StreamingFake(None), pool, 16000)
+    for i in range(1, 101):
+        rec.push(frame(i))
+        if i % 10 == 0:
+            await asyncio.sleep(0.001)
+    result = await rec.finish()
+    assert result.text == " ".join(str(i) for i in range(1, 101))
+    assert rec.partial == ""  # reset for the next utterance
+    assert (await rec.finish()).text == ""
+
+
+async def test_streaming_partial_follows_audio(pool):
+    rec = Recognizer(StreamingFake(None), pool, 16000)
+    rec.push(frame(7))
+    for _ in range(100):
+        if rec.partial:
+            break
+        await asyncio.sleep(0.005)
+    assert rec.partial == "7"
+
+
+async def test_segment_recognizer_decodes_in_pool(pool):
+    rec = Recognizer(SegmentFake(None), pool, 16000)
+    rec.push(frame(1))
+    rec.push(frame(2))
+    result = await rec.finish()
+    assert result.text == "640 samples" and result.confidence == 0.9 and result.audio_s == 0.04
+
+
+class ScriptedVad:
+    def is_speech(self, f: np.ndarray) -> bool:
+        return bool(f[0] != 0)
+
+
+def speech_pattern() -> list[np.ndarray]:
+    return [frame(0)] * 20 + [frame(i) for i in range(1, 31)] + [frame(0)] * 40
+
+
+@pytest.mark.parametrize("engine", [StreamingFake(None), SegmentFake(None)])
+async def test_listener_routes_audio_for_both_kinds(pool, engine):
+    cfg = VadConfig(pre_roll_ms=100, end_silence_ms=400, tail_ms=100)
+    listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, pool, 16000))
+    ended = None
+    for f in speech_pattern():
+        for event in listener.push(f):
+            if isinstance(event, UtteranceEnded):
+                ended = event
+                result = await listener.result()
+    assert ended is not None
+    if engine.streaming:
+        words = result.text.split()
+        lead = words.index("1")
+        assert lead >= 5 and set(words[:lead]) == {"0"}  # the pre-roll was fed first
+        assert words[lead:lead + 30] == [str(i) for i in range(1, 31)]  # no frame lost or doubled
+        assert set(words[lead + 30:]) == {"0"}
+    else:
+        assert result.text == f"{len(ended.samples)} samples"
+
+
+def test_guards():
+    assert collapse_repeats("med til at med til at med til at med til at gå") == "med til at med til at gå"
+    assert compression_ratio("ja " * 50) > 2.4 > compression_ratio("Jeg har mistet mit pas i går.")
+    assert limit_length("ord " * 100, 1.0, 20.0).count("ord") <= 5
+    assert is_prompt_echo("Borgerservice i Københavns Kommune", "Jeg ringer til Borgerservice i Københavns Kommune.")
+    assert not is_prompt_echo("Jeg har mistet mit pas", "Jeg ringer til Borgerservice.")
+
+
+def test_wer_normalizes_case_punctuation_numbers():
+    assert number_words(21) == "enogtyve" and number_words(1990) == "tusind ni hundrede og halvfems"
+    assert normalize("Tester 1, 2, 3!") == ["tester", "en", "to", "tre"]
+    assert wer("tester en to tre", "Tester 1, 2, 3.") == 0.0
+    assert wer("a b c d", "a x c") == 0.5
