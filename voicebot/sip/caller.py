@@ -188,7 +188,7 @@ async def _sleep_or_end(dialog, seconds: float) -> None:
         pass
 
 
-class TestAgent:
+class AgentPhone:
     """A registered SIP agent that answers every call, and says ``audio`` (8 kHz) when it does.
 
     Used by tests to prove that a transfer to the human queue really reaches a person's phone.
@@ -203,7 +203,7 @@ class TestAgent:
         self.heard: list[np.ndarray] = []
         self._endpoints: list[RtpEndpoint] = []
 
-    async def start(self) -> TestAgent:
+    async def start(self) -> AgentPhone:
         await self.ua.start()
         self.ua.on_invite = self._on_invite
         await self.ua.register()

@@ -220,9 +220,10 @@ class RtpSender:
             delay = due - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -self.STALL_S:
+            late = self.clock() - due  # measured after the sleep: the stall may happen inside it
+            if late > self.STALL_S:
                 self.stalls += 1
-                start = self.clock() - sent * step  # re-base: no burst after a stall
+                start += late  # re-base: no burst after a stall
                 marker = True
             if stop is not None and stop.is_set():
                 break

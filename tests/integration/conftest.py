@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import pytest
+
+from tests.integration.telephony import PBX, BotProcess, bot_registered, cli, pbx, pbx_running
+from voicebot.config import PROJECT_ROOT
+
+
+@pytest.fixture(scope="session")
+def asterisk():
+    """The project's real Asterisk 22 (installed by `make setup`), started if it is not running."""
+    chroot = PROJECT_ROOT / "asterisk" / "chroot" / "usr" / "sbin" / "asterisk"
+    if not chroot.exists():
+        pytest.fail(f"Asterisk is not installed: run `make setup` (or `{PBX} install`) first")
+    started = not pbx_running()
+    if started:
+        pbx("start")
+    if bot_registered():
+        pytest.fail("another voicebot is connected to this Asterisk (is `make run` running?): stop it first")
+    cli("database deltree voicebot")
+    yield
+    cli("database deltree voicebot")
+    if started:
+        pbx("stop")
+
+
+@pytest.fixture(scope="module")
+def bot(asterisk, tmp_path_factory):
+    proc = BotProcess(tmp_path_factory.mktemp("bot"))
+    proc.start()
+    yield proc
+    if proc.proc is not None:
+        proc.stop()

@@ -1,0 +1,113 @@
+"""Helpers for real-Asterisk tests: the PBX, a bot process, the dialplan clock, SIP calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from voicebot.config import PROJECT_ROOT, read_secrets
+from voicebot.sip.caller import CallReport, CallScript, place_call
+
+PBX = PROJECT_ROOT / "asterisk" / "pbx"
+VOICEBOT = Path(sys.executable).with_name("voicebot")
+CPH = ZoneInfo("Europe/Copenhagen")
+
+# Fixed instants for the hours logic (never the wall clock): a Monday at noon is open
+# (Mon 11-17), a Saturday at noon is closed.
+OPEN_TIME = datetime(2026, 11, 30, 12, 0, tzinfo=CPH)
+CLOSED_TIME = datetime(2026, 11, 28, 12, 0, tzinfo=CPH)
+
+
+def cli(command: str) -> str:
+    return subprocess.run([str(PBX), "cli", command], capture_output=True, text=True, check=True).stdout
+
+
+def pbx(action: str) -> None:
+    subprocess.run([str(PBX), action], check=True, capture_output=True)
+
+
+def pbx_running() -> bool:
+    return subprocess.run([str(PBX), "status"], capture_output=True).returncode == 0
+
+
+def bot_registered() -> bool:
+    try:
+        return "voicebot" in cli("ari show apps")
+    except subprocess.CalledProcessError:
+        return False
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def set_clock(when: datetime | None) -> None:
+    """Make the dialplan's opening-hours logic see ``when`` (None: the real clock)."""
+    if when is None:
+        cli("database del voicebot clock")
+    else:
+        cli(f"database put voicebot clock {int(when.timestamp())}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BotProcess:
+    """``voicebot serve`` as a real subprocess, with its log captured."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config = workdir / "bot.yaml"
+        self.config.write_text(f"web:\n  port: {self.port}\n")
+        self.log_path = workdir / "bot.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        assert self.proc is None
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([str(VOICEBOT), "--config", str(self.config), "serve"],
+                                     stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+                                     start_new_session=True)
+        wait_for(lambda: bot_registered() or self.proc.poll() is not None, 60, "the bot to register with ARI")
+        assert self.proc.poll() is None, f"voicebot serve exited:\n{self.log()}"
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        self._log.close()
+        wait_for(lambda: not bot_registered(), 10, "ARI to forget the bot")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def sip_password() -> str:
+    return os.environ.get("VOICEBOT_SIP_PASSWORD") or read_secrets()["SIP_PASSWORD"]
+
+
+def call(script: CallScript) -> CallReport:
+    return asyncio.run(place_call(script, "softphone", sip_password()))

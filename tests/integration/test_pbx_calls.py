@@ -1,0 +1,151 @@
+"""Real calls through the real Asterisk 22: the bot answers, fail-open, kill switch, reconnect.
+
+Every test here places a SIP call with the project's own caller against the PBX that
+`asterisk/pbx` installs; the hours logic is driven by the dialplan's overridable clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from tests.integration.telephony import CLOSED_TIME, OPEN_TIME, bot_registered, call, cli, pbx, set_clock, \
+    sip_password, wait_for
+from voicebot.config import load_settings
+from voicebot.sip.caller import RATE, CallScript, AgentPhone
+from voicebot.speech.audio import voiced_seconds
+from voicebot.speech.tts.cache import TTSCache
+from voicebot.speech.tts.espeak import EspeakTTS
+
+pytestmark = pytest.mark.integration
+
+MAIN = "33663366"
+
+
+@pytest.fixture(scope="module")
+def greeting_seconds() -> float:
+    """Voiced length of the greeting as the bot synthesizes it, on the caller's meter."""
+    s = load_settings()
+    audio = TTSCache(EspeakTTS(), s.path("cache/tts"), RATE).get(s.prompts.greeting)
+    return voiced_seconds(audio, RATE)
+
+
+def calls_started(bot) -> int:
+    return bot.log().count("'call started'")
+
+
+def test_bot_answers_the_main_number_and_plays_the_greeting(bot, greeting_seconds):
+    set_clock(CLOSED_TIME)
+    report = call(CallScript(MAIN, max_seconds=30))
+    assert report.answered
+    assert report.hangup_by == "bot"
+    assert report.bot_audio_seconds > 1
+    assert abs(report.bot_audio_seconds - greeting_seconds) <= 0.2 * greeting_seconds, \
+        (report.bot_audio_seconds, greeting_seconds)
+    assert report.first_audio_ms is not None and report.first_audio_ms < 1500
+    assert "'greeting played'" in bot.log()
+
+
+def test_alias_1000_reaches_the_bot_too(bot):
+    before = calls_started(bot)
+    report = call(CallScript("1000", max_seconds=30))
+    assert report.answered and report.bot_audio_seconds > 1
+    assert calls_started(bot) == before + 1
+
+
+def test_kill_switch_skips_the_bot(bot):
+    set_clock(CLOSED_TIME)
+    before = calls_started(bot)
+    cli("database put voicebot enabled 0")
+    try:
+        report = call(CallScript(MAIN, max_seconds=40))
+    finally:
+        cli("database del voicebot enabled")
+    assert report.answered and report.hangup_by == "bot"
+    assert report.bot_audio_seconds > 5  # the closed-hours message, not the bot
+    assert calls_started(bot) == before  # the bot never saw the call
+
+
+def test_bot_stopped_closed_hours_plays_closed_message(bot):
+    bot.stop()
+    try:
+        set_clock(CLOSED_TIME)
+        report = call(CallScript(MAIN, max_seconds=40))
+        assert report.answered and report.hangup_by == "bot"
+        assert report.bot_audio_seconds > 5
+    finally:
+        bot.start()
+
+
+def test_holiday_is_closed_even_in_opening_hours(bot):
+    bot.stop()
+    set_clock(OPEN_TIME)
+    day = OPEN_TIME.strftime("%Y%m%d")
+    cli(f"database put voicebot-holiday {day} test")
+    try:
+        agent = asyncio.run(_agent_call(CallScript(MAIN, max_seconds=30)))[0]
+        assert agent.answered == []  # closed: nobody's phone rang
+    finally:
+        cli(f"database del voicebot-holiday {day}")
+        bot.start()
+
+
+async def _agent_call(script: CallScript):
+    tone = (np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE) * 8000).astype(np.int16)
+    agent = await AgentPhone("agent1", sip_password(), audio=tone).start()
+    try:
+        from voicebot.sip.caller import place_call
+
+        report = await place_call(script, "softphone", sip_password())
+        return agent, report
+    finally:
+        await agent.close()
+
+
+def test_bot_stopped_open_hours_reaches_the_human_agent(bot):
+    bot.stop()
+    try:
+        set_clock(OPEN_TIME)
+        agent, report = asyncio.run(_agent_call(CallScript(MAIN, max_seconds=12)))
+        assert report.answered
+        assert len(agent.answered) == 1, "the agent in the borgerservice queue was not rung"
+        assert report.hangup_by == "caller"  # talking to the agent until the caller hung up
+        assert "borgerservice" in cli("queue show borgerservice")
+    finally:
+        bot.start()
+
+
+def test_bot_transfer_target_human_reaches_agent_on_shutdown(bot):
+    """SIGTERM during a call hands the caller back to the dialplan (human route), not dropped."""
+    set_clock(OPEN_TIME)
+    box = {}
+
+    def run_call():
+        box["result"] = asyncio.run(_agent_call(CallScript(MAIN, max_seconds=14)))
+
+    t = threading.Thread(target=run_call)
+    t.start()
+    wait_for(lambda: "'call started'" in bot.log().split("'greeting played'")[-1], 10, "the bot to take the call")
+    time.sleep(1.0)  # mid-greeting
+    bot.stop(signal.SIGTERM)
+    t.join(30)
+    agent, report = box["result"]
+    assert "'call handed back to the dialplan'" in bot.log()
+    assert report.answered and len(agent.answered) == 1
+    bot.start()
+
+
+def test_bot_reconnects_after_asterisk_restart(bot):
+    pbx("restart")
+    wait_for(bot_registered, 20, "the bot to reconnect to the restarted Asterisk")
+    set_clock(CLOSED_TIME)
+    report = call(CallScript(MAIN, max_seconds=30))
+    assert report.answered and report.bot_audio_seconds > 1
+    assert len(re.findall("'ARI connected'", bot.log())) >= 2
+    assert bot.proc is not None and bot.proc.poll() is None  # same process: no restart needed

@@ -1,0 +1,123 @@
+"""RTP wire format, codecs, reordering and pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+from voicebot.speech.audio import ulaw_decode, ulaw_encode
+from voicebot.telephony.rtp import CODECS, ReorderBuffer, RtpPacket, RtpSender, pack, parse
+
+
+def test_pack_parse_round_trip_and_header_bytes():
+    p = RtpPacket(118, 0xFFFF, 0x01020304, 0xDEADBEEF, b"\x00\x01", marker=True)
+    data = pack(p)
+    assert data[:2] == bytes([0x80, 0x80 | 118])
+    assert data[2:4] == b"\xff\xff" and data[4:8] == b"\x01\x02\x03\x04"
+    assert parse(data) == p
+
+
+def test_parse_rejects_non_rtp_and_skips_csrc_and_padding():
+    assert parse(b"\x00" * 12) is None  # version 0
+    assert parse(b"\x80") is None
+    # one CSRC, padding of 2 bytes
+    data = bytes([0xA1, 0]) + b"\x00\x01" + b"\x00" * 4 + b"\x00" * 4 + b"CSRC" + b"ab" + b"\x00\x02"
+    p = parse(data)
+    assert p is not None and p.payload == b"ab"
+
+
+def test_slin16_is_big_endian_on_the_wire():
+    codec = CODECS["slin16"]
+    samples = np.array([1, -2, 0x1234], dtype=np.int16)
+    wire = codec.encode(samples)
+    assert wire == b"\x00\x01\xff\xfe\x12\x34"
+    assert np.array_equal(codec.decode(wire), samples)
+    assert codec.payload_type == 118 and codec.samples_per_frame == 320
+
+
+def test_ulaw_round_trip_is_close_and_matches_g711_points():
+    x = (np.sin(np.linspace(0, 20, 8000)) * 20000).astype(np.int16)
+    y = ulaw_decode(ulaw_encode(x))
+    assert np.max(np.abs(y.astype(int) - x)) < 700  # μ-law step at full scale is ~1k
+    assert ulaw_encode(np.array([0], np.int16)) == b"\xff"  # G.711: zero encodes as 0xFF
+    assert ulaw_decode(b"\x80")[0] == 32124 and ulaw_decode(b"\x00")[0] == -32124
+
+
+def pk(seq: int) -> RtpPacket:
+    return RtpPacket(0, seq, seq * 160, 1, bytes([seq & 0xFF]))
+
+
+def test_reorder_buffer_orders_drops_duplicates_and_gives_up_on_loss():
+    buf = ReorderBuffer(depth=2)
+    out = [p.seq for s in (10, 12, 11, 11, 13) for p in buf.push(pk(s))]
+    assert out == [10, 11, 12, 13]
+    assert buf.duplicates == 1
+    # 14 is lost: after depth+1 later packets it is skipped
+    out = [p.seq for s in (15, 16, 17) for p in buf.push(pk(s))]
+    assert out == [15, 16, 17] and buf.lost == 1
+    assert buf.push(pk(14)) == []  # too late now
+
+
+def test_reorder_buffer_wraps_sequence_numbers():
+    buf = ReorderBuffer()
+    out = [p.seq for s in (65534, 0, 65535, 1) for p in buf.push(pk(s))]
+    assert out == [65534, 65535, 0, 1]
+
+
+class Recorder:
+    codec = CODECS["ulaw"]
+
+    def __init__(self):
+        self.sent: list[tuple[float, bytes]] = []
+
+    def send(self, data: bytes) -> None:
+        self.sent.append((time.monotonic(), data))
+
+
+async def test_pacing_has_no_drift():
+    rec = Recorder()
+    sender = RtpSender(rec)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    played = await sender.play(np.zeros(8000 * 2, np.int16))  # 2 s = 100 frames
+    elapsed = time.monotonic() - t0
+    assert played == pytest.approx(2.0)
+    assert len(rec.sent) == 100
+    assert 1.95 <= elapsed <= 2.1  # absolute schedule: sleep jitter does not accumulate
+    seqs = [parse(d).seq for _, d in rec.sent]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))
+    ts = [parse(d).timestamp for _, d in rec.sent]
+    assert all((b - a) & 0xFFFFFFFF == 160 for a, b in zip(ts, ts[1:]))
+
+
+async def test_no_burst_after_a_stalled_event_loop():
+    rec = Recorder()
+    sender = RtpSender(rec)  # type: ignore[arg-type]
+
+    async def stall():
+        await asyncio.sleep(0.3)
+        time.sleep(0.4)  # block the loop, as a slow synchronous call would
+
+    task = asyncio.create_task(stall())
+    await sender.play(np.zeros(8000 * 1, np.int16))
+    await task
+    times = [t for t, _ in rec.sent]
+    gaps = np.diff(times)
+    stall_at = int(np.argmax(gaps))
+    assert gaps[stall_at] > 0.35  # the stall is visible...
+    after = gaps[stall_at + 1:]
+    # ...but no burst follows (a backlog would go out back-to-back, microseconds apart)
+    assert np.all(after > 0.005), "frames after the stall were burst out"
+    assert sender.stalls == 1
+    assert parse(rec.sent[stall_at + 1][1]).marker  # new talk spurt marked
+
+
+async def test_stop_event_interrupts_playback_quickly():
+    rec = Recorder()
+    sender = RtpSender(rec)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, stop.set)
+    played = await sender.play(np.zeros(8000 * 5, np.int16), stop)
+    assert 0.15 <= played <= 0.3
