@@ -92,14 +92,33 @@ def test_coqui_engine_builds_without_importing_its_sdk(tmp_path):
     s = settings_with(tmp_path, "speech:\n  tts:\n    engine: coqui\n")
     before = "TTS" in sys.modules
     engine = create_tts(s)
-    assert engine.name == "coqui" and engine.cache_key_parts()["voice"] == "tts_models/da/cv/vits"
+    assert engine.name == "coqui" and engine.cache_key_parts()["voice"] == "coqui-da-vits"
+    assert engine.model_path == PROJECT_ROOT / "models" / "coqui-da-vits"
     assert ("TTS" in sys.modules) == before
 
 
-def test_coqui_paths_go_together(tmp_path):
-    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: coqui\n    coqui:\n      model_path: m.pth\n")
-    with pytest.raises(ConfigError, match="model_path and config_path go together"):
+def test_coqui_config_path_needs_model_path(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: coqui\n    coqui:\n      model_path: ''\n"
+                                "      config_path: c.json\n")
+    with pytest.raises(ConfigError, match="config_path: only used with model_path"):
         create_tts(s)
+
+
+def test_coqui_catalogue_name_when_no_local_checkpoint(tmp_path):
+    s = settings_with(tmp_path, "speech:\n  tts:\n    engine: coqui\n    coqui:\n      model_path: ''\n")
+    assert create_tts(s).cache_key_parts()["voice"] == "tts_models/da/cv/vits"
+
+
+def test_coqui_checkpoint_found_in_an_installed_folder(tmp_path):
+    from voicebot.speech.tts.coqui import checkpoint_files
+
+    with pytest.raises(ModelError, match="models install coqui-da-vits"):
+        checkpoint_files(tmp_path, None)
+    folder = tmp_path / "tts_models--da--cv--vits"
+    folder.mkdir()
+    (folder / "model_file.pth").write_bytes(b"x")
+    (folder / "config.json").write_text("{}")
+    assert checkpoint_files(tmp_path, None) == (folder / "model_file.pth", folder / "config.json")
 
 
 def test_every_engine_module_declares_engine_and_config():

@@ -1,9 +1,10 @@
 """coqui: Coqui TTS (the ``coqui-tts`` package), the customer's choice for the Danish VITS voice.
 
-Optional: ``pip install '.[coqui]'`` (pulls torch; see docs/tts.md). Either name a model from
-Coqui's catalogue (``tts_models/da/cv/vits``; fetched once into ``$TTS_HOME`` by Coqui's model
-manager, so pre-fetch it on a machine with internet) or point ``model_path`` and ``config_path``
-at local files, which never touches the network.
+Optional: ``pip install '.[coqui]'`` (pulls torch; see docs/tts.md). By default the engine loads a
+local checkpoint from ``model_path`` (``voicebot models install coqui-da-vits`` puts the Danish
+VITS voice in ``models/coqui-da-vits``), which never touches the network. With ``model_path``
+empty, ``model`` names a voice in Coqui's catalogue, which Coqui's model manager downloads into
+``$TTS_HOME`` on first use: only for machines with internet.
 """
 
 from __future__ import annotations
@@ -32,17 +33,32 @@ def import_coqui() -> Any:
 
 @dataclass
 class CoquiConfig:
-    model: str = "tts_models/da/cv/vits"
-    model_path: str = ""  # a local checkpoint; wins over `model` when set
-    config_path: str = ""  # its config.json (required with model_path)
+    model: str = "tts_models/da/cv/vits"  # catalogue name, used when model_path is empty
+    model_path: str = "models/coqui-da-vits"  # a checkpoint (.pth) or a directory holding one
+    config_path: str = ""  # default: config.json next to the checkpoint
     speaker: str | None = None  # multi-speaker models only
     device: str = "cpu"
 
     def validate(self) -> None:
-        if bool(self.model_path) != bool(self.config_path):
-            raise ValueError("config_path: model_path and config_path go together")
+        if self.config_path and not self.model_path:
+            raise ValueError("config_path: only used with model_path")
         if not (self.model or self.model_path):
-            raise ValueError("model: name a Coqui model or set model_path/config_path")
+            raise ValueError("model: name a Coqui model or set model_path")
+
+
+def checkpoint_files(model_path: Path, config_path: Path | None) -> tuple[Path, Path]:
+    """The (checkpoint, config.json) pair that ``model_path`` (a file or a directory) names."""
+    model = model_path
+    if model_path.is_dir():
+        found = sorted(p for p in model_path.rglob("*.pth") if not p.name.startswith("speaker"))
+        if not found:
+            raise ModelError(f"no coqui checkpoint (*.pth) in {model_path} (voicebot models install coqui-da-vits)")
+        model = found[0]
+    config = config_path or model.parent / "config.json"
+    for path in (model, config):
+        if not path.is_file():
+            raise ModelError(f"coqui model file not found: {path} (voicebot models install coqui-da-vits)")
+    return model, config
 
 
 class CoquiTTS(TTSEngine):
@@ -60,7 +76,7 @@ class CoquiTTS(TTSEngine):
     @classmethod
     def from_config(cls, config: CoquiConfig, resolve: PathResolver) -> CoquiTTS:
         if config.model_path:
-            return cls(config, resolve(config.model_path), resolve(config.config_path))
+            return cls(config, resolve(config.model_path), resolve(config.config_path) if config.config_path else None)
         return cls(config)
 
     def prepare(self) -> None:
@@ -72,12 +88,14 @@ class CoquiTTS(TTSEngine):
             TTS = import_coqui()
             try:
                 if self.model_path:
-                    tts = TTS(model_path=str(self.model_path), config_path=str(self.config_path),
-                              progress_bar=False)
+                    model, config = checkpoint_files(self.model_path, self.config_path)
+                    tts = TTS(model_path=str(model), config_path=str(config), progress_bar=False)
                 else:
                     tts = TTS(self.config.model, progress_bar=False)
                 self._tts = tts.to(self.config.device)
-            except Exception as exc:  # download refused, missing files, bad checkpoint
+            except ModelError:
+                raise
+            except Exception as exc:  # download refused, bad checkpoint
                 raise ModelError(f"cannot load coqui model {self.model_path or self.config.model}: {exc}") from exc
         return self._tts
 
@@ -97,9 +115,8 @@ class CoquiTTS(TTSEngine):
 
     def cache_key_parts(self) -> dict:
         c = self.config
-        voice = str(self.model_path.name) if self.model_path else c.model
-        size = self.model_path.stat().st_size if self.model_path and self.model_path.exists() else None
-        return {"engine": self.name, "voice": voice, "voice_bytes": size, "speaker": c.speaker}
+        voice = self.model_path.name if self.model_path else c.model
+        return {"engine": self.name, "voice": voice, "speaker": c.speaker}
 
 
 ENGINE = CoquiTTS

@@ -25,7 +25,7 @@ INSTALL_HINT = "pip install piper-tts (a regular dependency: `make setup` instal
 
 @dataclass
 class PiperConfig:
-    model: str = "models/piper/da_DK-talesyntese-medium.onnx"
+    model: str = "models/piper-da-talesyntese/da_DK-talesyntese-medium.onnx"  # voicebot models install
     config: str = ""  # default: the model path + ".json"
     speaker: int | None = None  # multi-speaker voices only
     length_scale: float = 1.0  # > 1 speaks slower

@@ -43,6 +43,10 @@ class SpeechOut:
         self.resolve = resolve
         self._loaded: OrderedDict[tuple[Path, int, int], np.ndarray] = OrderedDict()
 
+    def prepare(self) -> None:
+        """Load the engine's model now (blocking), so the first uncached text is not slow."""
+        self.cache.engine.prepare()
+
     async def audio_for(self, text: str, recording: Path | None = None) -> np.ndarray:
         """int16 mono audio at ``self.rate`` saying ``text`` (or playing ``recording`` when given).
 
