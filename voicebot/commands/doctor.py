@@ -1,0 +1,142 @@
+"""``voicebot doctor``: check config, Asterisk (ARI, AMI), speech engines, models and knowledge,
+and say in plain words what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+
+import aiohttp
+
+from voicebot.config import SECRETS_FILE, Settings, load_settings
+from voicebot.errors import VoicebotError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False  # not fatal: the system runs, with less
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check config, Asterisk, engines and models; explain problems")
+    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)  # a config error is reported by the CLI with file/line/key
+    checks = [Check("config", True, "loaded " + ", ".join(settings.files))]
+    checks += asyncio.run(_run_checks(settings))
+    if args.json:
+        print(json.dumps([asdict(c) for c in checks], ensure_ascii=False, indent=2))
+    else:
+        for c in checks:
+            mark = "ok  " if c.ok else ("warn" if c.warning else "FAIL")
+            print(f"{mark}  {c.name:10} {c.detail}")
+    return 0 if all(c.ok or c.warning for c in checks) else 1
+
+
+async def _run_checks(settings: Settings) -> list[Check]:
+    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_secrets, check_ari, check_ami, check_tts,
+                                                            check_models, check_knowledge]
+    return [await c(settings) for c in checks]
+
+
+async def check_secrets(settings: Settings) -> Check:
+    a = settings.asterisk
+    missing = [n for n, v in (("ARI password", a.ari_password), ("AMI secret", a.ami_secret)) if not v]
+    if missing:
+        return Check("secrets", False, f"no {' and no '.join(missing)}: run `asterisk/pbx install` (writes "
+                                       f"{SECRETS_FILE}) or set VOICEBOT_ARI_PASSWORD / VOICEBOT_AMI_SECRET")
+    return Check("secrets", True, "ARI and AMI credentials present")
+
+
+async def check_ari(settings: Settings) -> Check:
+    a = settings.asterisk
+    try:
+        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(a.ari_user, a.ari_password),
+                                         timeout=aiohttp.ClientTimeout(total=3)) as http:
+            async with http.get(f"{a.ari_url}/ari/asterisk/info") as r:
+                if r.status == 401:
+                    return Check("ari", False, f"{a.ari_url}: user {a.ari_user!r} refused (wrong password? "
+                                               "compare asterisk/secrets.env with ari.conf; `asterisk/pbx sync`)")
+                if r.status != 200:
+                    return Check("ari", False, f"{a.ari_url}: HTTP {r.status}; is res_ari loaded?")
+                info = await r.json()
+            async with http.get(f"{a.ari_url}/ari/applications") as r:
+                apps = [x["name"] for x in await r.json()] if r.status == 200 else []
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        return Check("ari", False, f"{a.ari_url} not reachable ({type(exc).__name__}): is Asterisk running? "
+                                   "`asterisk/pbx status`, `asterisk/pbx start`")
+    version = info.get("system", {}).get("version", "?")
+    app = f"app {a.app!r} connected" if a.app in apps else f"app {a.app!r} not connected (is `voicebot serve` running?)"
+    return Check("ari", True, f"{a.ari_url}: Asterisk {version}; {app}")
+
+
+async def check_ami(settings: Settings) -> Check:
+    a = settings.asterisk
+    where = f"{a.ami_host}:{a.ami_port}"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.ami_host, a.ami_port), 3)
+    except (OSError, asyncio.TimeoutError):
+        return Check("ami", False, f"{where} not reachable: is Asterisk running with manager.conf enabled?")
+    try:
+        await asyncio.wait_for(reader.readline(), 3)  # banner
+        writer.write(f"Action: Login\r\nUsername: {a.ami_user}\r\nSecret: {a.ami_secret}\r\n\r\n".encode())
+        reply = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)).decode(errors="replace")
+        # log off and read until Goodbye: closing with unread replies makes Asterisk drop actions
+        writer.write(b"Action: Logoff\r\n\r\n")
+        await asyncio.wait_for(reader.read(4096), 3)
+    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
+        return Check("ami", False, f"{where}: no answer to Login ({type(exc).__name__})")
+    finally:
+        writer.close()
+    if "Success" not in reply:
+        return Check("ami", False, f"{where}: login as {a.ami_user!r} refused (wrong secret? `asterisk/pbx sync`)")
+    return Check("ami", True, f"{where}: login as {a.ami_user!r} ok")
+
+
+async def check_tts(settings: Settings) -> Check:
+    if not shutil.which("espeak-ng"):
+        return Check("tts", False, "espeak-ng is missing: `apt-get install espeak-ng` (or `make setup`)")
+    try:
+        from voicebot.speech.tts import create_tts  # type: ignore[attr-defined]
+
+        engine = create_tts(settings)
+        out = await asyncio.to_thread(engine.synthesize, "Hej")
+    except ImportError:
+        return Check("tts", True, "espeak-ng present")
+    except VoicebotError as exc:
+        return Check("tts", False, str(exc))
+    return Check("tts", True, f"{engine.name}: synthesized {out.seconds:.2f} s of test speech")
+
+
+async def check_models(settings: Settings) -> Check:
+    try:
+        from voicebot.models import missing_default_models  # type: ignore[attr-defined]
+    except ImportError:
+        return Check("models", False, "model checks not available in this build", warning=True)
+    missing = await asyncio.to_thread(missing_default_models, settings)
+    if missing:
+        return Check("models", False, f"not installed: {', '.join(missing)}: run "
+                                      f"`voicebot models install --defaults` (or `make setup`)")
+    return Check("models", True, "the models the configuration needs are installed")
+
+
+async def check_knowledge(settings: Settings) -> Check:
+    try:
+        from voicebot.knowledge import knowledge_dir, load_knowledge  # type: ignore[attr-defined]
+    except ImportError:
+        return Check("knowledge", False, "knowledge base not part of this build", warning=True)
+    try:
+        kb = await asyncio.to_thread(load_knowledge, knowledge_dir(settings))
+    except VoicebotError as exc:
+        return Check("knowledge", False, str(exc))
+    return Check("knowledge", True, f"{len(kb.articles)} articles in {knowledge_dir(settings)}")
