@@ -68,6 +68,7 @@ class PiperTTS(TTSEngine):
         for path in (model_path, config_path):
             if not path.is_file():
                 raise ModelError(f"piper voice file not found: {path} (see docs/tts.md: installing a voice)")
+        self._voice_bytes = model_path.stat().st_size  # part of the cache key: a new voice file, new audio
         self._voice: Any = None
         self._lock = threading.Lock()
 
@@ -113,7 +114,7 @@ class PiperTTS(TTSEngine):
     def cache_key_parts(self) -> dict:
         c = self.config
         return {"engine": self.name, "voice": self.model_path.name,
-                "voice_bytes": self.model_path.stat().st_size, "speaker": c.speaker,
+                "voice_bytes": self._voice_bytes, "speaker": c.speaker,
                 "length_scale": c.length_scale, "noise_scale": c.noise_scale,
                 "noise_w_scale": c.noise_w_scale, "sentence_silence": c.sentence_silence}
 

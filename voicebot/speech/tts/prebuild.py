@@ -70,6 +70,7 @@ def dedupe(items: Iterable[SpokenText]) -> list[SpokenText]:
 def prebuild(items: Sequence[SpokenText], caches: Sequence[TTSCache], *, jobs: int = 1,
              progress: bool = True) -> BuildReport:
     """Fill ``caches`` with every item's audio; a failing text is reported, not fatal."""
+    assert len({id(c.engine) for c in caches}) == 1, "all caches must share one engine"
     start = time.monotonic()
     report = BuildReport(texts=len(items))
     rate = caches[0].rate

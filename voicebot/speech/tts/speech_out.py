@@ -72,11 +72,12 @@ class SpeechOut:
         try:
             stat = path.stat()
             memo = (path, stat.st_mtime_ns, stat.st_size)
-            if memo not in self._loaded:
-                self._loaded[memo] = load_recording(path, self.rate)
+            samples = self._loaded.get(memo)
+            if samples is None:
+                samples = self._loaded[memo] = load_recording(path, self.rate)
                 while len(self._loaded) > _MAX_RECORDINGS_IN_MEMORY:
                     self._loaded.popitem(last=False)
-            return self._loaded[memo]
+            return samples
         except (OSError, RecordingError) as exc:
             log.warning("recording not playable, using TTS", extra={"file": str(path), "error": str(exc)})
             return None
