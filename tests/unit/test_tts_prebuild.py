@@ -117,3 +117,22 @@ def test_cli_build_fixed_prompts_only(site, capsys):
     assert cli.main(["--config", str(site), "prompts", "build", "--no-knowledge", "--rate", "8000"]) == 0
     n = len(fixed_prompts(load_settings(site)))
     assert f"{n} texts: {n} synthesized" in capsys.readouterr().out
+
+
+def test_missing_knowledge_module_gives_a_clear_error(monkeypatch):
+    import voicebot.knowledge
+    from voicebot.commands.prompts import load_articles
+    from voicebot.errors import ConfigError
+
+    monkeypatch.delattr(voicebot.knowledge, "load_knowledge")
+    with pytest.raises(ConfigError, match="--no-knowledge"):
+        load_articles(load_settings(), None)
+
+
+def test_knowledge_answers_are_collected_from_the_real_knowledge_base():
+    from voicebot.commands.prompts import load_articles
+
+    articles = load_articles(load_settings(), None)
+    items = article_texts(articles)
+    assert len(items) >= len(articles) > 0
+    assert all(i.text.strip() for i in items)
