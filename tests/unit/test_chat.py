@@ -1,0 +1,93 @@
+"""The chat API on a real aiohttp test server, the service's sessions and safe reload, the CLI."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from voicebot.chat import add_chat_routes, build_chat_service
+from voicebot.cli import main
+from voicebot.config import PROJECT_ROOT, load_settings
+
+
+@pytest.fixture(scope="module")
+def service():
+    return build_chat_service(load_settings())
+
+
+@pytest.fixture
+async def client(service):
+    app = web.Application()
+    add_chat_routes(app, service)
+    async with TestClient(TestServer(app)) as c:
+        yield c
+
+
+async def test_chat_answers_and_keeps_session(client):
+    resp = await client.post("/api/chat", json={"message": "Jeg har mistet mit pas"})
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["intent"] == "pas-mistet" and 0 < body["confidence"] <= 1
+    assert "politi" in body["reply"]["text"] and body["reply"]["link"].startswith("https://")
+    sid = body["session_id"]
+    resp = await client.post("/api/chat", json={"session_id": sid, "message": "hvad skal jeg have med?"})
+    body = await resp.json()
+    assert body["session_id"] == sid and body["intent"] == "pas-mistet"
+
+
+async def test_options_and_yes(client):
+    body = await (await client.post("/api/chat", json={"session_id": "s-1", "message": "skraldet er ikke hentet"})).json()
+    assert body["reply"]["options"] == ["Ja", "Nej"]
+    body = await (await client.post("/api/chat", json={"session_id": "s-1", "message": "ja"})).json()
+    assert "Affald og genbrug" in body["reply"]["text"] and body["intent"] == "affald"
+
+
+async def test_out_of_scope(client):
+    body = await (await client.post("/api/chat", json={"message": "hvem vinder DM i håndbold"})).json()
+    assert body["intent"] == "none" and body["reply"]["text"]
+
+
+@pytest.mark.parametrize("data, status, fragment", [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b'{"message": ""}', 400, "message"),
+    (b'{"message": 5}', 400, "message"),
+    (b'{"message": "hej", "session_id": "a b"}', 400, "session_id"),
+    (('{"message": "' + "a" * 600 + '"}').encode(), 413, "too long"),
+    (b'{"message": "' + b"a" * 9000 + b'"}', 413, "too large"),
+])
+async def test_bad_requests(client, data, status, fragment):
+    resp = await client.post("/api/chat", data=data, headers={"Content-Type": "application/json"})
+    assert resp.status == status
+    assert fragment in (await resp.json())["error"]
+
+
+async def test_widget_page(client):
+    resp = await client.get("/chat")
+    assert resp.status == 200 and "/api/chat" in await resp.text()
+
+
+def test_reload_keeps_previous_knowledge_when_broken(tmp_path):
+    folder = tmp_path / "knowledge" / "kff"
+    shutil.copytree(PROJECT_ROOT / "knowledge" / "kff", folder)
+    site = tmp_path / "site.yaml"
+    site.write_text(f"knowledge:\n  directory: {tmp_path / 'knowledge'}\n")
+    svc = build_chat_service(load_settings(site))
+    (folder / "pas.yaml").write_text((folder / "pas.yaml").read_text().replace("action: answer", "action: fly"))
+    ok, message = svc.reload()
+    assert not ok and "pas.yaml" in message and "action" in message
+    assert svc.reply(None, "Jeg har mistet mit pas")["intent"] == "pas-mistet"  # still serving
+    (folder / "pas.yaml").write_text((folder / "pas.yaml").read_text().replace("action: fly", "action: answer"))
+    text = (folder / "skat.yaml").read_text().replace("title: Skat (Skattestyrelsen)", "title: Skat")
+    (folder / "skat.yaml").write_text(text)
+    ok, message = svc.reload()
+    assert ok and "28 articles" in message and svc.kb.by_id["skat"].title == "Skat"
+
+
+def test_cli_chat_once(capsys):
+    assert main(["chat", "--once", "Jeg har mistet mit pas"]) == 0
+    out = capsys.readouterr().out
+    assert "politi" in out and "Læs mere: https://" in out
