@@ -75,7 +75,7 @@ async def test_listener_with_whisper_on_a_phone_line(settings, whisper, nst_set)
     from voicebot.speech.telephone import phone_line
     from voicebot.speech.wer import wer
 
-    samples, rate = phone_line(*read_wav(NST / "nst-da-05.wav"))
+    samples, rate = phone_line(*read_wav(NST / "nst-da-22.wav"))
     audio = np.concatenate([np.zeros(rate, np.int16), samples, np.zeros(2 * rate, np.int16)])
     listener = create_listener(settings, rate=rate, engine="whisper")
     texts = []
@@ -83,9 +83,10 @@ async def test_listener_with_whisper_on_a_phone_line(settings, whisper, nst_set)
         for event in listener.push(audio[i:i + 160]):
             if isinstance(event, UtteranceEnded):
                 texts.append((await listener.result()).text)
-    reference = ("Jeg er ikke særlig interesseret i at stå og fryse her, mens de andre sidder og "
-                 "hygger sig derhjemme foran pejsen.")
-    assert texts and wer(reference, " ".join(texts)) <= 0.6, texts
+    reference = ("Tror du, at han kan flytte den store kasse og dunkene med vand ned i kælderen "
+                 "uden at tabe det hele?")
+    assert len(texts) == 1, texts  # one utterance, not cut in pieces by the endpointer
+    assert wer(reference, texts[0]) <= 0.4, texts  # 0.14 when decoded whole
 
 
 # -- Vosk ---------------------------------------------------------------------------------------

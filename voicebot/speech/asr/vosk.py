@@ -26,6 +26,7 @@ class VoskConfig:
     model: str = "vosk-ko-test"       # manifest name or model directory
     grammar: bool = False             # restrict to the vocabulary phrases
     phrases: list[str] = dataclasses.field(default_factory=list)  # extra grammar phrases
+    partial_every_ms: int = 100       # how often to ask Kaldi for a partial (it costs a lattice walk)
 
 
 def _vosk():
@@ -61,22 +62,28 @@ class VoskEngine(AsrEngine):
         else:
             rec = self._vosk.KaldiRecognizer(self.model, rate)
         rec.SetWords(True)
-        return VoskStream(rec, rate)
+        return VoskStream(rec, rate, rate * self.config.partial_every_ms // 1000)
 
 
 class VoskStream(AsrStream):
-    def __init__(self, recognizer, rate: int) -> None:
+    def __init__(self, recognizer, rate: int, partial_every: int) -> None:
         self.rec, self.rate = recognizer, rate
         self.done: list[dict] = []        # results of segments Kaldi already closed
         self.samples = 0
+        self.partial_every, self.next_partial = partial_every, 0
+        self.partial = ""
 
     def accept(self, samples: np.ndarray) -> str:
         self.samples += len(samples)
         if self.rec.AcceptWaveform(samples.astype("<i2", copy=False).tobytes()):
             self.done.append(json.loads(self.rec.Result()))
-            return self._text(self.done)
-        partial = json.loads(self.rec.PartialResult()).get("partial", "")
-        return " ".join(t for t in (self._text(self.done), partial) if t)
+            self.partial = self._text(self.done)
+            return self.partial
+        if self.samples >= self.next_partial:
+            self.next_partial = self.samples + self.partial_every
+            partial = json.loads(self.rec.PartialResult()).get("partial", "")
+            self.partial = " ".join(t for t in (self._text(self.done), partial) if t)
+        return self.partial
 
     def finish(self) -> AsrResult:
         t0 = time.perf_counter()

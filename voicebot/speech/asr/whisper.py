@@ -16,6 +16,7 @@ import numpy as np
 from voicebot.errors import EngineError
 from voicebot.speech.asr.base import SegmentEngine
 from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
+from voicebot.speech.asr.whisper_window import short_window
 from voicebot.speech.audio import resample
 
 RATE = 16000
@@ -33,11 +34,12 @@ class WhisperConfig:
     language: str = "da"
     prompt: str = ""                  # a short natural Danish sentence about the domain
     hotwords_max: int = 0             # >0: this many vocabulary words go in as hotwords
-    no_repeat_ngram_size: int = 0
+    no_repeat_ngram_size: int = 3
     no_speech_max: float = 0.6        # drop a segment above this no-speech probability...
     logprob_min: float = -1.0         # ...when its average log-probability is also below this
     compression_ratio_max: float = 2.4
     max_chars_per_second: float = 30.0
+    window_pad_s: float = 5.0         # encode speech + this much padding, not 30 s (0: stock)
 
     def validate(self) -> None:
         if self.beam_size < 1:
@@ -74,6 +76,11 @@ class WhisperEngine(SegmentEngine):
         c = self.config
         audio = resample(samples, rate, RATE).astype(np.float32) / 32768.0
         audio_s = len(audio) / RATE
+        with short_window(c.window_pad_s):
+            return self._decode(audio, audio_s)
+
+    def _decode(self, audio: np.ndarray, audio_s: float) -> tuple[str, float]:
+        c = self.config
         segments, _ = self.model.transcribe(
             audio, language=c.language, beam_size=c.beam_size, temperature=0.0,
             initial_prompt=c.prompt or None, hotwords=self.hotwords,
