@@ -148,3 +148,26 @@ def test_vosk_accepts_8khz(vosk_settings, korean_speech):
 
     result = load_engine(vosk_settings, engine="vosk").transcribe(*phone_line(korean_speech, 16000))
     assert result.text
+
+
+async def test_concurrent_transcriptions_share_the_model(settings, whisper, nst_set):
+    from voicebot.speech.asr import transcribe
+    from voicebot.speech.audio import read_wav
+
+    clips = [read_wav(NST / f"nst-da-{n}.wav") for n in ("01", "22")]
+    alone = [whisper.transcribe(s, r).text for s, r in clips]
+    together = await asyncio.gather(*(transcribe(settings, s, r, engine="whisper") for s, r in clips))
+    assert [r.text for r in together] == alone
+
+
+def test_models_install_defaults_is_fast_when_installed(capsys):
+    import time
+
+    from voicebot.cli import main
+
+    assert main(["models", "install", "--defaults"]) == 0
+    t0 = time.monotonic()
+    assert main(["models", "install", "--defaults"]) == 0
+    assert time.monotonic() - t0 < 3.0
+    out = capsys.readouterr().out
+    assert "whisper-base: already installed" in out and "e5-small: already installed" in out
