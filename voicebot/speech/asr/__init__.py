@@ -53,6 +53,8 @@ def load_engine(settings, vocabulary: Sequence[str] = (), engine: str | None = N
         raise ValueError(f"unknown ASR engine {name!r} (known: {', '.join(ENGINES)})")
     cls = engine_class(name)
     engine_cfg = settings.section(f"speech.asr.{name}", cls.config_class)
+    if not cls.uses_vocabulary(engine_cfg):
+        vocabulary = ()  # one loaded model serves every vocabulary
     key = (name, repr(engine_cfg), tuple(vocabulary))
     with _engines_lock:
         if key not in _engines:

@@ -54,6 +54,11 @@ class AsrEngine(abc.ABC):
         self.vocabulary = list(vocabulary)
         self.workers = workers
 
+    @classmethod
+    def uses_vocabulary(cls, config: Any) -> bool:
+        """Whether ``vocabulary`` changes this engine (else one loaded model serves every list)."""
+        return True
+
     @abc.abstractmethod
     def open_stream(self, rate: int) -> AsrStream:
         """Start one utterance of int16 audio at ``rate`` Hz."""

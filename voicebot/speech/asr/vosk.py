@@ -56,6 +56,10 @@ class VoskEngine(AsrEngine):
         phrases = [p.lower() for p in [*config.phrases, *self.vocabulary] if p.strip()]
         self.grammar = json.dumps([*phrases, "[unk]"], ensure_ascii=False) if config.grammar and phrases else None
 
+    @classmethod
+    def uses_vocabulary(cls, config: VoskConfig) -> bool:
+        return config.grammar
+
     def open_stream(self, rate: int) -> AsrStream:
         if self.grammar:
             rec = self._vosk.KaldiRecognizer(self.model, rate, self.grammar)

@@ -72,6 +72,10 @@ class WhisperEngine(SegmentEngine):
         words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
         self.hotwords = " ".join(words) or None
 
+    @classmethod
+    def uses_vocabulary(cls, config: WhisperConfig) -> bool:
+        return config.hotwords_max > 0
+
     def decode(self, samples: np.ndarray, rate: int) -> tuple[str, float]:
         c = self.config
         audio = resample(samples, rate, RATE).astype(np.float32) / 32768.0
