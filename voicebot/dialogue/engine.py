@@ -16,7 +16,8 @@ from voicebot.dialogue.events import (Action, Ask, AskKind, ChatMessage, Digit, 
                                       OfferSms, Option, Say, SendSms, Silence, Transfer, Utterance)
 from voicebot.dialogue.texts import DialogueTexts
 from voicebot.knowledge import HUMAN, Article, KnowledgeBase
-from voicebot.nlu.followup import choice_index, followup_topic, is_closing, is_no, is_yes
+from voicebot.nlu.followup import (choice_index, content_words, followup_topic, is_closing, is_no,
+                                   is_yes)
 from voicebot.nlu.matcher import NONE, IntentMatcher, MatchResult
 
 Channel = Literal["voice", "chat"]
@@ -104,9 +105,9 @@ class DialogueEngine:
 
     @staticmethod
     def _is_followup(conv: Conversation, result: MatchResult, text: str) -> bool:
-        """A topic question refers to the previous article unless it clearly names another one."""
+        """A topic question refers to the previous article unless it names another subject."""
         names_other = (result.decision == "answer" and result.intent not in (NONE, conv.last_intent)
-                       and result.confidence >= 0.6 and len(text.split()) > 3)
+                       and bool(content_words(text)))
         return not names_other
 
     def _answer_pending(self, conv: Conversation, pending: Pending, text: str) -> list[Action] | None:

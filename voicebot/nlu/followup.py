@@ -39,6 +39,25 @@ def followup_topic(text: str) -> str | None:
     return None
 
 
+_FUNCTION_WORDS = frozenset(fold(w) for w in """
+og men så hvad hvor hvordan hvornår hvilke hvilken hvem hvis det den der de er var har have
+jeg du man vi i mig dig skal kan vil må gerne så også lige egentlig mon nu da at til på med for om
+af en et noget nogen gøre få tage bruge the
+""".split())
+
+
+def content_words(text: str) -> list[str]:
+    """The words of a follow-up that are neither the topic phrase nor function words.
+
+    "og hvad koster det?" has none (it refers back); "hvad koster det blå kort" has "blå kort"
+    (it names a new subject).
+    """
+    folded = fold(normalize(text).text)
+    for rx in _TOPIC_RE.values():
+        folded = rx.sub(" ", folded)
+    return [w for w in folded.split() if w not in _FUNCTION_WORDS]
+
+
 def is_yes(text: str) -> bool:
     return bool(_YES.match(_folded(text).strip(" ,")))
 
