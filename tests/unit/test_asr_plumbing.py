@@ -127,3 +127,26 @@ def test_wer_normalizes_case_punctuation_numbers():
     assert normalize("Tester 1, 2, 3!") == ["tester", "en", "to", "tre"]
     assert wer("tester en to tre", "Tester 1, 2, 3.") == 0.0
     assert wer("a b c d", "a x c") == 0.5
+
+
+def test_speech_config_defaults_and_located_errors(tmp_path):
+    from voicebot.config import load_settings
+    from voicebot.errors import ConfigError
+    from voicebot.speech.asr.config import AsrConfig
+    from voicebot.speech.asr.vosk import VoskConfig
+    from voicebot.speech.asr.whisper import WhisperConfig
+
+    settings = load_settings()
+    assert settings.section("speech.vad", VadConfig).end_silence_ms > 0
+    asr = settings.section("speech.asr", AsrConfig)
+    assert asr.engine == "whisper" and asr.worker_count >= 1
+    whisper = settings.section("speech.asr.whisper", WhisperConfig)
+    assert whisper.language == "da" and whisper.beam_size == 5
+    assert settings.section("speech.asr.vosk", VoskConfig).model
+    site = tmp_path / "site.yaml"
+    site.write_text("speech:\n  vad:\n    start_frames: 9\n  asr:\n    engine: google\n")
+    bad = load_settings(site)
+    with pytest.raises(ConfigError, match=r"site.yaml:3: speech.vad.start_frames: must be between"):
+        bad.section("speech.vad", VadConfig)
+    with pytest.raises(ConfigError, match=r"site.yaml:5: speech.asr.engine: unknown engine 'google'"):
+        bad.section("speech.asr", AsrConfig)
