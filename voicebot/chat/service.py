@@ -89,8 +89,10 @@ class ChatService:
         self._install(kb, matcher)
 
     def _install(self, kb: KnowledgeBase, matcher: IntentMatcher) -> None:
+        from voicebot.dialogue import DialogueTexts
+
         self.kb, self.matcher = kb, matcher
-        self.engine = DialogueEngine(kb, matcher)
+        self.engine = DialogueEngine(kb, matcher, texts=self.settings.section("dialogue", DialogueTexts))
 
     def reply(self, session_id: str | None, message: str) -> dict[str, Any]:
         """Answer one message; creates the session when ``session_id`` is new or missing."""
