@@ -55,22 +55,29 @@ def stop_running() -> int:
     return 0
 
 
-def build_conversation(settings: Settings):
-    from voicebot.speech.tts.cache import TTSCache
-    from voicebot.speech.tts.espeak import EspeakTTS
-    from voicebot.telephony.conversations import greeter
+def build_voice(settings: Settings):
+    """Everything calls share: speech out, the ASR model (loaded once), turn-taking settings."""
+    from voicebot.speech.asr import create_listener, load_engine
+    from voicebot.speech.tts import create_speech_out
+    from voicebot.telephony.call import VoiceServices
+    from voicebot.telephony.ear import VoiceConfig
 
     rate = CODECS[settings.media.format].rate
-    tts = TTSCache(EspeakTTS(), settings.path("cache/tts"), rate)
-    return greeter(settings.prompts, tts), tts
+    speech = create_speech_out(settings, rate)
+    speech.prepare()
+    load_engine(settings)  # blocking: load the model now, not on the first call
+    return VoiceServices(speech=speech, new_listener=lambda: create_listener(settings, rate),
+                         config=settings.section("voice", VoiceConfig))
 
 
 async def serve(settings: Settings, banner: bool = False) -> None:
-    conversation, tts = build_conversation(settings)
-    await tts.aget(settings.prompts.greeting)  # warm the cache: the first caller must not wait
+    from voicebot.telephony.conversations import echo
+
+    voice = await asyncio.to_thread(build_voice, settings)
+    await voice.speech.prompt("greeting")  # warm the cache: the first caller must not wait
     a = settings.asterisk
     ari = AriClient(a.ari_url, a.ari_user, a.ari_password, a.app, reconnect_max_seconds=a.reconnect_max_seconds)
-    app = VoicebotApp(ari, settings.media, conversation)
+    app = VoicebotApp(ari, settings.media, echo(), voice)
 
     web_app = web.Application()
     web_app.router.add_get("/healthz", lambda r: web.json_response(

@@ -52,10 +52,12 @@ class CallReport:
     caller_speech_ms: tuple[int, int] | None = None
     dtmf_sent_ms: list[int] = field(default_factory=list)
     recording: np.ndarray | None = None
+    frame_ms: list[float] = field(default_factory=list)  # arrival time of each recorded frame
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d.pop("recording")
+        d.pop("frame_ms")
         return d
 
 
@@ -68,10 +70,10 @@ class Listener:
         self.loud: list[tuple[float, bool]] = []  # (ms since answer, loud?)
 
     def on_frame(self, samples: np.ndarray) -> None:
-        t = time.monotonic()
+        if self.t0 is None:
+            return  # early media before the answer: not the bot
         self.frames.append(samples)
-        if self.t0 is not None:
-            self.loud.append(((t - self.t0) * 1000, dbfs(samples) > LOUD_DBFS))
+        self.loud.append(((time.monotonic() - self.t0) * 1000, dbfs(samples) > LOUD_DBFS))
 
     def last_loud_ms(self) -> float | None:
         return next((t for t, loud in reversed(self.loud) if loud), None)
@@ -146,6 +148,7 @@ async def _converse(script: CallScript, ua: SipUA, dialog, endpoint: RtpEndpoint
     first = next((t for t, loud in listener.loud if loud), None)
     report.first_audio_ms = round(first, 1) if first is not None else None
     report.recording = np.concatenate(listener.frames) if listener.frames else np.zeros(0, np.int16)
+    report.frame_ms = [t for t, _ in listener.loud]
 
 
 async def _wait_turn(script: CallScript, dialog, listener: Listener, t0: float) -> None:

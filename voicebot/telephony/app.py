@@ -14,7 +14,7 @@ from typing import Any
 
 from voicebot.config import MediaConfig
 from voicebot.telephony.ari import AriClient
-from voicebot.telephony.call import HUMAN_TARGET, Call
+from voicebot.telephony.call import HUMAN_TARGET, Call, VoiceServices
 
 log = logging.getLogger("voicebot.app")
 
@@ -22,8 +22,10 @@ Conversation = Callable[[Call], Awaitable[None]]
 
 
 class VoicebotApp:
-    def __init__(self, ari: AriClient, media_config: MediaConfig, conversation: Conversation) -> None:
+    def __init__(self, ari: AriClient, media_config: MediaConfig, conversation: Conversation,
+                 voice: VoiceServices) -> None:
         self.ari = ari
+        self.voice = voice
         self.media_config = media_config
         self.conversation = conversation
         self.calls: dict[str, Call] = {}
@@ -43,7 +45,7 @@ class VoicebotApp:
             if channel.get("name", "").startswith("UnicastRTP/") or cid in self.calls:
                 return
             args = event.get("args") or []
-            self._start_call(Call(self.ari, channel, args[0] if args else "", self.media_config))
+            self._start_call(Call(self.ari, channel, args[0] if args else "", self.media_config, self.voice))
         elif cid in self.calls:
             self.calls[cid].deliver(event)
 
