@@ -73,8 +73,12 @@ def build_voice(settings: Settings):
 async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.telephony.conversations import echo
 
+    from voicebot.chat.api import add_chat_routes
+    from voicebot.chat.service import build_chat_service
+
     voice = await asyncio.to_thread(build_voice, settings)
     await voice.speech.prompt("greeting")  # warm the cache: the first caller must not wait
+    chat = await asyncio.to_thread(build_chat_service, settings)
     a = settings.asterisk
     ari = AriClient(a.ari_url, a.ari_user, a.ari_password, a.app, reconnect_max_seconds=a.reconnect_max_seconds)
     app = VoicebotApp(ari, settings.media, echo(), voice)
@@ -82,6 +86,8 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     web_app = web.Application()
     web_app.router.add_get("/healthz", lambda r: web.json_response(
         {"ari_connected": ari.connected.is_set(), "calls": len(app.calls)}))
+    web_app.router.add_get("/", lambda r: web.HTTPFound("/chat"))
+    add_chat_routes(web_app, chat)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()
@@ -90,6 +96,8 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGHUP: reload the knowledge articles; a broken change is rejected and the old ones serve on
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(asyncio.to_thread(chat.reload)))
     PIDFILE.parent.mkdir(parents=True, exist_ok=True)
     PIDFILE.write_text(str(os.getpid()))
     reader = asyncio.create_task(app.run(), name="ari-reader")
