@@ -150,3 +150,22 @@ def test_speech_config_defaults_and_located_errors(tmp_path):
         bad.section("speech.vad", VadConfig)
     with pytest.raises(ConfigError, match=r"site.yaml:5: speech.asr.engine: unknown engine 'google'"):
         bad.section("speech.asr", AsrConfig)
+
+
+@pytest.mark.parametrize("engine", [StreamingFake(None), SegmentFake(None)])
+async def test_listener_results_can_be_collected_later(pool, engine):
+    cfg = VadConfig(pre_roll_ms=0, end_silence_ms=400, tail_ms=0)
+    listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, pool, 16000))
+    ended = 0
+    for f in speech_pattern() + speech_pattern():  # two utterances, nothing awaited in between
+        ended += sum(isinstance(e, UtteranceEnded) for e in listener.push(f))
+    assert ended == 2
+    first, second = await listener.result(), await listener.result()
+    assert first.text == second.text
+    if engine.streaming:
+        words = first.text.split()
+        assert [w for w in words if w != "0"] == [str(i) for i in range(1, 31)]
+    else:
+        assert first.text == f"{32 * 320} samples"  # onset window (2 silent + 30 voiced frames)
+    with pytest.raises(RuntimeError):
+        await listener.result()

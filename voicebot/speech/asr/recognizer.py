@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import threading
 
@@ -14,63 +15,99 @@ from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream
 from voicebot.speech.endpointer import Endpointer, Event, SpeechDiscarded, SpeechStarted, UtteranceEnded
 
 
+class _Utterance:
+    """One stream and the audio not yet fed to it (for streaming engines)."""
+
+    def __init__(self, stream: AsrStream) -> None:
+        self.stream = stream
+        self.pending: list[np.ndarray] = []
+        self.drain: concurrent.futures.Future | None = None
+        self.partial = ""
+        self.dropped = False
+
+
+class PendingResult:
+    """An ended utterance; ``await`` it for the final result (awaiting it is optional)."""
+
+    def __init__(self, recognizer: Recognizer, utterance: _Utterance | None) -> None:
+        self._recognizer, self._utterance = recognizer, utterance
+
+    def __await__(self):
+        return self._recognizer._complete(self._utterance).__await__()
+
+
 class Recognizer:
     """One utterance at a time for one call. ``push`` never blocks; ``finish`` awaits the result.
 
     For a streaming engine pushed audio is decoded in the pool as it arrives (in order, one job
-    at a time per recognizer) and ``partial`` follows it; a segment engine just buffers.
+    at a time per utterance) and ``partial`` follows it; a segment engine just buffers.
+    ``detach()`` ends the utterance synchronously (new audio starts the next one) and returns an
+    awaitable for its result, so decoding one utterance never races with the next.
     """
 
     def __init__(self, engine: AsrEngine, pool: concurrent.futures.Executor, rate: int) -> None:
         self.engine, self.pool, self.rate = engine, pool, rate
         self.streaming = engine.streaming
         self._lock = threading.Lock()
-        self.reset()
+        self._current: _Utterance | None = None
+
+    @property
+    def partial(self) -> str:
+        current = self._current
+        return current.partial if current else ""
 
     def reset(self) -> None:
-        """Drop the current utterance (a job still in flight finishes on the old stream)."""
+        """Drop the current utterance (a decode job in flight stops at its next chunk)."""
         with self._lock:
-            self._stream: AsrStream | None = None
-            self._pending: list[np.ndarray] = []
-            self._drain: concurrent.futures.Future | None = None
-            self.partial = ""
+            if self._current is not None:
+                self._current.dropped = True
+            self._current = None
 
     def push(self, samples: np.ndarray) -> None:
         with self._lock:
-            if self._stream is None:
-                self._stream = self.engine.open_stream(self.rate)
+            if self._current is None:
+                self._current = _Utterance(self.engine.open_stream(self.rate))
+            utt = self._current
             if not self.streaming:
-                self._stream.accept(samples)
+                utt.stream.accept(samples)
                 return
-            self._pending.append(np.asarray(samples, dtype=np.int16))
-            if self._drain is None or self._drain.done():
-                self._drain = self.pool.submit(self._drain_pending, self._stream)
+            utt.pending.append(np.asarray(samples, dtype=np.int16))
+            if utt.drain is None or utt.drain.done():
+                utt.drain = self.pool.submit(self._drain, utt)
 
-    def _drain_pending(self, stream: AsrStream) -> None:
+    def _drain(self, utt: _Utterance) -> None:
         while True:
             with self._lock:
-                if stream is not self._stream or not self._pending:
+                if utt.dropped or not utt.pending:
                     return
-                chunk = np.concatenate(self._pending)
-                self._pending = []
-            partial = stream.accept(chunk)
-            if partial is not None and stream is self._stream:
-                self.partial = partial
+                chunk = np.concatenate(utt.pending)
+                utt.pending = []
+            partial = utt.stream.accept(chunk)
+            if partial is not None:
+                utt.partial = partial
+
+    def detach(self) -> PendingResult:
+        """End the current utterance now; await the returned object for its final result."""
+        with self._lock:
+            utt, self._current = self._current, None
+        return PendingResult(self, utt)
 
     async def finish(self) -> AsrResult:
-        """The final result of everything pushed since the last finish/reset; then reset."""
-        with self._lock:
-            stream, drain = self._stream, self._drain
-        if stream is None:
+        """The final result of everything pushed since the last finish/reset."""
+        return await self.detach()
+
+    async def _complete(self, utt: _Utterance | None) -> AsrResult:
+        if utt is None:
             return AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
-        while drain is not None:
-            await asyncio.wrap_future(drain)
+        while True:
             with self._lock:
-                drain = None
-                if self._pending and stream is self._stream:  # pushed after the drain ended
-                    drain = self._drain = self.pool.submit(self._drain_pending, stream)
-        self.reset()
-        return await asyncio.get_running_loop().run_in_executor(self.pool, stream.finish)
+                drain = utt.drain
+                if (drain is None or drain.done()) and utt.pending:  # pushed as the drain ended
+                    drain = utt.drain = self.pool.submit(self._drain, utt)
+            if drain is None or (drain.done() and not utt.pending):
+                break
+            await asyncio.wrap_future(drain)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, utt.stream.finish)
 
 
 class Listener:
@@ -82,6 +119,7 @@ class Listener:
 
     def __init__(self, endpointer: Endpointer, recognizer: Recognizer) -> None:
         self.endpointer, self.recognizer = endpointer, recognizer
+        self._ended: collections.deque[PendingResult] = collections.deque()
 
     @property
     def partial(self) -> str:
@@ -91,6 +129,8 @@ class Listener:
         was_in_speech = self.endpointer.in_speech
         events = self.endpointer.push(frame)
         rec = self.recognizer
+        if rec.streaming and was_in_speech:
+            rec.push(frame)
         for event in events:
             if isinstance(event, SpeechStarted):
                 rec.reset()
@@ -98,18 +138,24 @@ class Listener:
                     rec.push(event.samples)
             elif isinstance(event, SpeechDiscarded):
                 rec.reset()
-            elif isinstance(event, UtteranceEnded) and not rec.streaming:
-                rec.reset()
-                rec.push(event.samples)
-        if rec.streaming and was_in_speech:
-            rec.push(frame)
+            elif isinstance(event, UtteranceEnded):
+                if not rec.streaming:
+                    rec.reset()
+                    rec.push(event.samples)
+                self._ended.append(rec.detach())
         return events
 
     async def result(self) -> AsrResult:
-        """The transcript of the utterance that just ended (call after UtteranceEnded)."""
-        return await self.recognizer.finish()
+        """The transcript of the oldest ended utterance not yet collected (after UtteranceEnded).
+
+        The utterance was detached when it ended, so this may be awaited later, or from a task
+        that starts after more frames were pushed."""
+        if not self._ended:
+            raise RuntimeError("Listener.result() called without an UtteranceEnded event")
+        return await self._ended.popleft()
 
     def reset(self) -> None:
-        """Forget partial speech and restart the no-input timer (call when a prompt ends)."""
+        """Forget partial speech and restart the no-input timer (call when a prompt ends).
+        Utterances that already ended are still delivered by ``result()``."""
         self.endpointer.reset()
         self.recognizer.reset()
