@@ -18,8 +18,8 @@ from voicebot.speech.endpointer import Endpointer, Event, SpeechDiscarded, Speec
 class _Utterance:
     """One stream and the audio not yet fed to it (for streaming engines)."""
 
-    def __init__(self, stream: AsrStream) -> None:
-        self.stream = stream
+    def __init__(self, stream: AsrStream | None) -> None:
+        self.stream = stream  # streaming engines open it in the pool (Kaldi takes ~100 ms)
         self.pending: list[np.ndarray] = []
         self.drain: concurrent.futures.Future | None = None
         self.partial = ""
@@ -66,9 +66,10 @@ class Recognizer:
     def push(self, samples: np.ndarray) -> None:
         with self._lock:
             if self._current is None:
-                self._current = _Utterance(self.engine.open_stream(self.rate))
+                self._current = _Utterance(None if self.streaming else self.engine.open_stream(self.rate))
             utt = self._current
             if not self.streaming:
+                assert utt.stream is not None
                 utt.stream.accept(samples)
                 return
             utt.pending.append(np.asarray(samples, dtype=np.int16))
@@ -82,6 +83,8 @@ class Recognizer:
                     return
                 chunk = np.concatenate(utt.pending)
                 utt.pending = []
+            if utt.stream is None:
+                utt.stream = self.engine.open_stream(self.rate)
             partial = utt.stream.accept(chunk)
             if partial is not None:
                 utt.partial = partial
@@ -97,8 +100,9 @@ class Recognizer:
         return await self.detach()
 
     async def _complete(self, utt: _Utterance | None) -> AsrResult:
+        empty = AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
         if utt is None:
-            return AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
+            return empty
         while True:
             with self._lock:
                 drain = utt.drain
@@ -107,6 +111,8 @@ class Recognizer:
             if drain is None or (drain.done() and not utt.pending):
                 break
             await asyncio.wrap_future(drain)
+        if utt.stream is None:
+            return empty
         return await asyncio.get_running_loop().run_in_executor(self.pool, utt.stream.finish)
 
 
