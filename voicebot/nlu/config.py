@@ -24,6 +24,7 @@ class NluConfig:
     temperature: float = 0.1       # softmax temperature: fitted so confidence ~ accuracy (LOO ECE 0.06)
     fast_path: bool = True         # a decisive rule that the n-grams agree with skips the model
     query_cache: int = 512         # recent utterance embeddings kept (callers repeat themselves)
+    model_max_words: int = 9       # longer utterances reach the model without function words
     max_chars: int = 300           # longer input is cut before matching (keeps latency bounded)
 
     def validate(self) -> None:

@@ -18,7 +18,7 @@ from voicebot.knowledge.model import KnowledgeBase
 from voicebot.nlu.config import NluConfig
 from voicebot.nlu.embeddings import CachedEmbedder, EmbeddingIndex
 from voicebot.nlu.ngram import NgramIndex
-from voicebot.nlu.normalize import Vocabulary, normalize
+from voicebot.nlu.normalize import STOPWORDS, Vocabulary, fold, normalize
 from voicebot.nlu.rules import RuleMatcher
 
 NONE = "none"
@@ -85,7 +85,7 @@ class IntentMatcher:
             return "", {}
         out = {"rule": self.rules.scores(norm.folded), "ngram": self.ngrams.scores(norm.folded)}
         if self.embeddings is not None and not (fast and self._decisive(out)):
-            out["embedding"] = self.embeddings.scores(self._embed(norm.text))
+            out["embedding"] = self.embeddings.scores(self._embed(self._for_model(norm.text)))
         return norm.text, out
 
     @staticmethod
@@ -100,6 +100,18 @@ class IntentMatcher:
             return None
         best, score = max(signals["ngram"].items(), key=lambda kv: kv[1])
         return best if best == strong[0] and score >= FAST_NGRAM else None
+
+    def _for_model(self, text: str) -> str:
+        """Long utterances lose their function words before embedding.
+
+        The model's cost grows with tokens and the tail of long utterances set the p95 latency;
+        "jeg", "det", "at" carry little of what a question is about.
+        """
+        words = text.split()
+        if len(words) <= self.config.model_max_words:
+            return text
+        kept = [w for w in words if fold(w) not in STOPWORDS]
+        return " ".join(kept or words)
 
     def _embed(self, text: str):
         """The utterance vector, from a small FIFO cache when the same words came recently."""

@@ -30,6 +30,12 @@ NUMBER_WORDS = {
     "firs": "80", "halvfems": "90", "hundrede": "100",
 }
 
+#: function words dropped from long utterances before the embedding model (folded spelling)
+STOPWORDS = frozenset("""
+og men saa hvad hvordan jeg du man vi de den det der er var har have i mig dig skal kan vil maa
+gerne ogsaa lige egentlig mon nu da at til paa med for om af en et noget nogen sig sin sit
+""".split())
+
 _TOKEN_RE = re.compile(r"[0-9a-zæøåéüöä]+(?:[.\-][0-9a-zæøåéüöä]+)*")
 
 
