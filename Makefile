@@ -41,6 +41,7 @@ models: venv
 	@$(VENV)/bin/voicebot models install --defaults
 
 run: setup
+	@$(VENV)/bin/voicebot prompts build
 	@$(VENV)/bin/voicebot serve --with-pbx
 
 stop:

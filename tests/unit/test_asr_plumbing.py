@@ -11,7 +11,7 @@ import pytest
 from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, SegmentEngine
 from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
 from voicebot.speech.asr.recognizer import Listener, Recognizer
-from voicebot.speech.endpointer import Endpointer, SpeechStarted, UtteranceEnded
+from voicebot.speech.endpointer import Endpointer, UtteranceEnded
 from voicebot.speech.vad import VadConfig
 from voicebot.speech.wer import normalize, number_words, wer
 

@@ -107,36 +107,35 @@ async def check_tts(settings: Settings) -> Check:
     if not shutil.which("espeak-ng"):
         return Check("tts", False, "espeak-ng is missing: `apt-get install espeak-ng` (or `make setup`)")
     try:
-        from voicebot.speech.tts import create_tts  # type: ignore[attr-defined]
+        from voicebot.speech.tts import create_tts
 
         engine = create_tts(settings)
         out = await asyncio.to_thread(engine.synthesize, "Hej")
-    except ImportError:
-        return Check("tts", True, "espeak-ng present")
     except VoicebotError as exc:
         return Check("tts", False, str(exc))
     return Check("tts", True, f"{engine.name}: synthesized {out.seconds:.2f} s of test speech")
 
 
 async def check_models(settings: Settings) -> Check:
+    from voicebot.commands.models import default_models
+    from voicebot.models import is_installed, load_manifest
+
     try:
-        from voicebot.models import missing_default_models  # type: ignore[attr-defined]
-    except ImportError:
-        return Check("models", False, "model checks not available in this build", warning=True)
-    missing = await asyncio.to_thread(missing_default_models, settings)
+        entries = load_manifest()
+        missing = [n for n in default_models(settings, entries) if not is_installed(entries[n])]
+    except VoicebotError as exc:
+        return Check("models", False, str(exc))
     if missing:
         return Check("models", False, f"not installed: {', '.join(missing)}: run "
-                                      f"`voicebot models install --defaults` (or `make setup`)")
+                                      "`voicebot models install --defaults` (or `make setup`)")
     return Check("models", True, "the models the configuration needs are installed")
 
 
 async def check_knowledge(settings: Settings) -> Check:
+    from voicebot.knowledge import knowledge_dir, load_knowledge
+
     try:
-        from voicebot.knowledge import knowledge_dir, load_knowledge  # type: ignore[attr-defined]
-    except ImportError:
-        return Check("knowledge", False, "knowledge base not part of this build", warning=True)
-    try:
-        kb = await asyncio.to_thread(load_knowledge, knowledge_dir(settings))
+        kb = await asyncio.to_thread(load_knowledge, knowledge_dir(settings), settings)
     except VoicebotError as exc:
         return Check("knowledge", False, str(exc))
     return Check("knowledge", True, f"{len(kb.articles)} articles in {knowledge_dir(settings)}")

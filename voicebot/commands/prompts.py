@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from voicebot.config import Settings, load_settings
-from voicebot.errors import ConfigError
 from voicebot.speech.audio import write_wav
 from voicebot.speech.tts.factory import create_tts, create_tts_cache
 from voicebot.speech.tts.prebuild import article_texts, dedupe, prebuild, prompt_texts
@@ -66,20 +64,10 @@ def build(args: argparse.Namespace) -> int:
 
 
 def load_articles(settings: Settings, directory: Path | None) -> list:
-    """The knowledge articles (``voicebot.knowledge.load_knowledge``), with a clear error while that
-    module is missing."""
-    try:
-        from voicebot import knowledge
-        load = knowledge.load_knowledge
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"the knowledge module is not available ({exc}); "
-                          "use --no-knowledge to build the fixed prompts only") from None
-    if directory is None:
-        finder = getattr(knowledge, "knowledge_dir", None)
-        directory = finder(settings) if finder else settings.path("knowledge")
-    if "settings" in inspect.signature(load).parameters:
-        return load(directory, settings=settings).articles
-    return load(directory).articles
+    """The knowledge articles whose spoken answers are pre-synthesized."""
+    from voicebot.knowledge import knowledge_dir, load_knowledge
+
+    return load_knowledge(directory or knowledge_dir(settings), settings).articles
 
 
 def say(args: argparse.Namespace) -> int:

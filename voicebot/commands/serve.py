@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from aiohttp import web
 
@@ -86,7 +85,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     web_app = web.Application()
     web_app.router.add_get("/healthz", lambda r: web.json_response(
         {"ari_connected": ari.connected.is_set(), "calls": len(app.calls)}))
-    web_app.router.add_get("/", lambda r: web.HTTPFound("/chat"))
+    web_app.router.add_get("/", _to_chat)
     add_chat_routes(web_app, chat)
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
@@ -117,6 +116,10 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         await ari.close()
         await runner.cleanup()
         PIDFILE.unlink(missing_ok=True)
+
+
+async def _to_chat(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/chat")
 
 
 def print_banner(settings: Settings) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from voicebot.config import MediaConfig
-from voicebot.dialogue.events import Event, Hangup
+from voicebot.dialogue.events import Event
 from voicebot.errors import TelephonyError, VoicebotError
 from voicebot.telephony.ari import AriClient
 from voicebot.telephony.ear import Ear, VoiceConfig
