@@ -54,8 +54,9 @@ def stop_running() -> int:
     return 0
 
 
-def build_voice(settings: Settings):
-    """Everything calls share: speech out, the ASR model (loaded once), turn-taking settings."""
+def build_voice(settings: Settings, vocabulary: list[str]):
+    """Everything calls share: speech out, the ASR model (loaded once, biased towards the
+    knowledge base's ``vocabulary`` where the engine is configured to use it), turn-taking."""
     from voicebot.speech.asr import create_listener, load_engine
     from voicebot.speech.tts import create_speech_out
     from voicebot.telephony.call import VoiceServices
@@ -64,8 +65,8 @@ def build_voice(settings: Settings):
     rate = CODECS[settings.media.format].rate
     speech = create_speech_out(settings, rate)
     speech.prepare()
-    load_engine(settings)  # blocking: load the model now, not on the first call
-    return VoiceServices(speech=speech, new_listener=lambda: create_listener(settings, rate),
+    load_engine(settings, vocabulary)  # blocking: load the model now, not on the first call
+    return VoiceServices(speech=speech, new_listener=lambda: create_listener(settings, rate, vocabulary),
                          config=settings.section("voice", VoiceConfig))
 
 
@@ -75,9 +76,11 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.chat.api import add_chat_routes
     from voicebot.chat.service import build_chat_service
 
-    voice = await asyncio.to_thread(build_voice, settings)
-    await voice.speech.prompt("greeting")  # warm the cache: the first caller must not wait
+    from voicebot.knowledge.vocabulary import domain_words
+
     chat = await asyncio.to_thread(build_chat_service, settings)
+    voice = await asyncio.to_thread(build_voice, settings, domain_words(chat.kb))
+    await voice.speech.prompt("greeting")  # warm the cache: the first caller must not wait
     a = settings.asterisk
     ari = AriClient(a.ari_url, a.ari_user, a.ari_password, a.app, reconnect_max_seconds=a.reconnect_max_seconds)
     app = VoicebotApp(ari, settings.media, echo(), voice)
