@@ -115,8 +115,8 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     finally:
         log.info("stopping")
         await app.shutdown()
+        await ari.close()  # first: the reader then ends quietly instead of reporting a lost link
         reader.cancel()
-        await ari.close()
         await runner.cleanup()
         PIDFILE.unlink(missing_ok=True)
 
