@@ -1,33 +1,36 @@
 """The project's own SIP caller must behave like a real softphone: checked against baresip.
 
-Both place the same call to the main number; both must be answered by the bot, hear the same
-greeting (same voiced length within 10 %), and see the bot hang up.
+Both place the same call to the main number and say the same real Danish sentence after the
+greeting; the bot must recognize both alike, and both callers must hear the same amount of bot
+audio (greeting + "Jeg hørte: …").
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from tests.integration.telephony import call, sip_password
-from voicebot.sip.caller import CallScript
-from voicebot.speech.audio import read_wav, voiced_seconds
-from voicebot.speech.tts.espeak import EspeakTTS
-from voicebot.speech.audio import resample, write_wav
+from tests.integration.test_voice_calls import NST, clip, transcript
+from voicebot.sip.caller import RATE, CallScript
+from voicebot.speech.audio import read_wav, voiced_seconds, write_wav
+from voicebot.speech.wer import wer
 
 pytestmark = pytest.mark.integration
 
+SPEAK_AT = 9.0  # seconds after the answer: after the greeting
+CALL_SECONDS = 20
 
-def baresip_call(tmp_path, number: str, seconds: int = 15) -> tuple[float, str]:
-    """Call ``number`` with baresip; return (voiced seconds heard, baresip's log)."""
-    say = EspeakTTS().synthesize("Hej, jeg har mistet mit pas")
-    speech = resample(say.samples, say.rate, 8000)
-    import numpy as np
 
-    # baresip hangs up when its audio source ends: pad the speech with silence
-    write_wav(tmp_path / "say.wav", np.concatenate([speech, np.zeros(8000 * seconds, np.int16)]), 8000)
+def baresip_call(tmp_path, number: str, speech: np.ndarray) -> tuple[float, str]:
+    """Call with baresip, saying ``speech`` at SPEAK_AT; return (voiced seconds heard, log)."""
+    silence = lambda s: np.zeros(int(RATE * s), np.int16)  # noqa: E731
+    # baresip hangs up when its audio source ends: pad to the end of the call
+    write_wav(tmp_path / "say.wav", np.concatenate([silence(SPEAK_AT), speech, silence(CALL_SECONDS)]), RATE)
     (tmp_path / "rec").mkdir()
     (tmp_path / "config").write_text(f"""sip_listen 127.0.0.1:0
 net_interface 127.0.0.1
@@ -44,19 +47,35 @@ snd_path {tmp_path}/rec
 """)
     (tmp_path / "accounts").write_text(f"<sip:softphone@127.0.0.1>;auth_pass={sip_password()};regint=0\n")
     proc = subprocess.run(["baresip", "-f", str(tmp_path), "-e", f"/dial sip:{number}@127.0.0.1",
-                           "-t", str(seconds)], capture_output=True, text=True, timeout=seconds + 20)
+                           "-t", str(CALL_SECONDS)], capture_output=True, text=True, timeout=CALL_SECONDS + 20)
     heard = sorted((tmp_path / "rec").glob("*-dec.wav"))
     assert heard, f"baresip recorded nothing:\n{proc.stdout[-2000:]}"
     samples, rate = read_wav(heard[0])
     return voiced_seconds(samples, rate), proc.stdout
 
 
+def heard_texts(log: str) -> list[str]:
+    return [t.strip("'") for t in re.findall(r"'heard' .*? text=('[^']*'|\S+)", log)]
+
+
 @pytest.mark.skipif(shutil.which("baresip") is None, reason="baresip is not installed (make setup installs baresip-core)")
-def test_own_caller_hears_what_baresip_hears(bot, tmp_path):
-    baresip_voiced, log = baresip_call(tmp_path, "33663366")
+def test_own_caller_behaves_like_baresip(bot, tmp_path):
+    if not (NST / "set.yaml").exists():
+        pytest.skip(f"real Danish speech not found at {NST} (CI copies ../shared beside the clone)")
+    speech = clip(NST / "nst-da-01.wav")
+    reference = transcript(NST, "nst-da-01.wav")
+
+    baresip_voiced, log = baresip_call(tmp_path, "33663366", speech)
     assert "Call established" in log
-    assert "terminated" in log  # the bot hung up before baresip's timer
-    ours = call(CallScript("33663366", max_seconds=20))
-    assert ours.answered and ours.hangup_by == "bot"
-    assert baresip_voiced > 1
-    assert abs(ours.bot_audio_seconds - baresip_voiced) <= 0.1 * baresip_voiced, (ours.bot_audio_seconds, baresip_voiced)
+    by_baresip = heard_texts(bot.log())[-1]
+
+    ours = call(CallScript("33663366", audio=speech, speak_at=SPEAK_AT, max_seconds=CALL_SECONDS))
+    by_ours = heard_texts(bot.log())[-1]
+    assert ours.answered
+
+    # the bot understood both callers' audio alike
+    assert wer(reference, by_baresip) <= 0.6, by_baresip
+    assert wer(reference, by_ours) <= 0.6, by_ours
+    # and both heard the same bot audio (greeting + the echo of what they said)
+    assert baresip_voiced > 6
+    assert abs(ours.bot_audio_seconds - baresip_voiced) <= 0.15 * baresip_voiced, (ours.bot_audio_seconds, baresip_voiced)

@@ -119,16 +119,6 @@ def test_cli_build_fixed_prompts_only(site, capsys):
     assert f"{n} texts: {n} synthesized" in capsys.readouterr().out
 
 
-def test_missing_knowledge_module_gives_a_clear_error(monkeypatch):
-    import voicebot.knowledge
-    from voicebot.commands.prompts import load_articles
-    from voicebot.errors import ConfigError
-
-    monkeypatch.delattr(voicebot.knowledge, "load_knowledge")
-    with pytest.raises(ConfigError, match="--no-knowledge"):
-        load_articles(load_settings(), None)
-
-
 def test_knowledge_answers_are_collected_from_the_real_knowledge_base():
     from voicebot.commands.prompts import load_articles
 
