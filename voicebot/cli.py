@@ -19,7 +19,7 @@ COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts"]
 # grouped commands: group -> modules that each register one sub-subcommand
 GROUPS = {
     "eval": ["eval_asr", "eval_intents"],
-    "bench": ["bench_speech", "bench_intents"],
+    "bench": ["bench_speech", "bench_intents", "bench_call"],
 }
 
 

@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import numpy as np
 
 from voicebot.config import PROJECT_ROOT, read_secrets
 from voicebot.sip.caller import CallReport, CallScript, place_call
@@ -114,43 +113,3 @@ def sip_password() -> str:
 def call(script: CallScript) -> CallReport:
     return asyncio.run(place_call(script, "softphone", sip_password()))
 
-
-def prompt_stop_ms(report: CallReport, prompt: np.ndarray, rate: int = 8000) -> float | None:
-    """When the caller stopped hearing ``prompt`` (ms after the answer), or None if it played out.
-
-    Matches the received audio against the prompt frame by frame (after aligning the two by
-    cross-correlation), so a reply that follows at once is not mistaken for the prompt.
-    """
-    rec = report.recording.astype(np.float64)
-    ref = prompt.astype(np.float64)
-    n = rate // 50
-    probe = ref[: rate]  # the first second of the prompt
-    window = rec[: 3 * rate + len(probe)]
-    offset = int(np.argmax(np.correlate(window, probe, "valid")))
-    bad, last_match = 0, 0
-    for k in range(len(ref) // n):
-        want = ref[k * n:(k + 1) * n]
-        got = rec[offset + k * n: offset + (k + 1) * n]
-        if len(got) < n:
-            break
-        energy = float(np.sum(want ** 2))
-        if energy < n * 100.0 ** 2:  # a quiet frame of the prompt matches anything quiet
-            continue
-        if float(np.sum((got - want) ** 2)) / energy > 0.5:
-            bad += 1
-        else:
-            bad, last_match = 0, k
-        if bad == 3:  # three loud frames in a row that are not the prompt: it stopped
-            # the end of the last frame that still matched (RTP pauses after the stop, so the
-            # next received frame may arrive much later)
-            index = min(offset // n + last_match, len(report.frame_ms) - 1)
-            return report.frame_ms[index] + 1000 * n / rate
-    return None
-
-
-def voice_onset_ms(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> float:
-    """Where speech starts in a clip: the first 20 ms frame louder than the threshold."""
-    n = rate // 50
-    frames = samples[: len(samples) // n * n].reshape(-1, n).astype(np.float64)
-    level = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-9)
-    return float(np.argmax(level > threshold_dbfs) * 20)

@@ -15,10 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from tests.integration.telephony import CLOSED_TIME, OPEN_TIME, bot_registered, call, cli, pbx, \
-    prompt_stop_ms, set_clock, sip_password, wait_for
+from tests.integration.telephony import CLOSED_TIME, OPEN_TIME, bot_registered, call, cli, pbx, set_clock, \
+    sip_password, wait_for
 from voicebot.config import load_settings
-from voicebot.sip.caller import RATE, CallScript, AgentPhone
+from voicebot.sip.caller import RATE, AgentPhone, CallScript
+from voicebot.sip.measure import prompt_stop_ms
 from voicebot.speech.audio import voiced_seconds
 from voicebot.speech.tts import create_speech_out
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.telephony import call, prompt_stop_ms, voice_onset_ms
+from tests.integration.telephony import call
+from voicebot.sip.measure import prompt_stop_ms, voice_onset_ms
 from voicebot.config import PROJECT_ROOT, load_settings
 from voicebot.sip.caller import RATE, CallScript
 from voicebot.speech.audio import read_wav, resample
