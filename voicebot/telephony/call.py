@@ -100,7 +100,7 @@ class Call:
             raise
         except Exception:
             log.exception("call failed; handing the caller to a human", extra=extra)
-            if not self.gone.is_set():
+            if not self.gone.is_set() and not self._done:
                 await self.hand_back(HUMAN_TARGET, outcome="failed")
         finally:
             if self.media is not None:
