@@ -1,0 +1,78 @@
+"""Call.run: whatever goes wrong inside a conversation, the caller is handed to a human.
+
+A unit test of one function with a recording stand-in for the ARI transport; the real-Asterisk
+tests prove the dialplan side (tests/integration/test_pbx_calls.py).
+"""
+
+from __future__ import annotations
+
+from voicebot.config import MediaConfig
+from voicebot.errors import EngineError
+from voicebot.telephony.call import Call, VoiceServices
+from voicebot.telephony.ear import VoiceConfig
+
+
+class RecordingAri:
+    app = "voicebot"
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str, dict]] = []
+
+    async def request(self, method, path, *, params=None, body=None):
+        self.requests.append((method, path, params or {}))
+        if path == "/bridges":
+            return {"id": "b1"}
+        if path == "/channels/externalMedia":
+            return {"id": "e1", "channelvars": {"UNICASTRTP_LOCAL_ADDRESS": "127.0.0.1",
+                                                "UNICASTRTP_LOCAL_PORT": "9"}}
+        return None
+
+
+class Listener:
+    def push(self, frame):
+        return []
+
+    def reset(self):
+        pass
+
+
+def make_call(ari) -> Call:
+    voice = VoiceServices(speech=None, new_listener=Listener, config=VoiceConfig())
+    return Call(ari, {"id": "c1", "caller": {"number": "12345678"}}, "kff", MediaConfig(), voice)
+
+
+async def run_failing(exc: Exception) -> RecordingAri:
+    ari = RecordingAri()
+
+    async def conversation(call):
+        raise exc
+
+    await make_call(ari).run(conversation)
+    return ari
+
+
+async def test_engine_failure_hands_the_caller_to_the_human_queue():
+    ari = await run_failing(EngineError("whisper crashed"))
+    calls = [(m, p) for m, p, _ in ari.requests]
+    variable = next(params for m, p, params in ari.requests if p == "/channels/c1/variable")
+    assert variable == {"variable": "VOICEBOT_TARGET", "value": "human-queue"}
+    assert ("POST", "/channels/c1/continue") in calls
+    assert ("DELETE", "/channels/c1") not in calls  # never dropped
+    # and the media leg is cleaned up
+    assert ("DELETE", "/channels/e1") in calls and ("DELETE", "/bridges/b1") in calls
+
+
+async def test_a_bug_is_treated_the_same_way():
+    ari = await run_failing(ZeroDivisionError())
+    assert ("POST", "/channels/c1/continue") in [(m, p) for m, p, _ in ari.requests]
+
+
+async def test_normal_end_hangs_up():
+    ari = RecordingAri()
+
+    async def conversation(call):
+        return None  # the conversation ended without handing over
+
+    await make_call(ari).run(conversation)
+    calls = [(m, p) for m, p, _ in ari.requests]
+    assert ("DELETE", "/channels/c1") in calls and ("POST", "/channels/c1/continue") not in calls
