@@ -144,3 +144,39 @@ def test_followup_content_words():
     assert content_words("og hvad koster det?") == []
     assert content_words("kan jeg gøre det online") == []
     assert content_words("hvad koster det blå sygesikringskort") == ["blaa", "sygesikringskort"]
+
+
+def test_normalize_repairs_asr_damage():
+    vocab = Vocabulary(["Jeg vil skifte læge", "Åbningstider", "boligstøtte", "CPR-nummer", "mit id",
+                        "Det blå kort", "Jeg har mistet mit lånerkort", "min søn er italiensk"])
+    assert normalize("skifte lage", vocab).text == "skifte læge"              # æ/ø/å dropped
+    assert normalize("abningstider", vocab).text == "åbningstider"
+    assert normalize("bolig stotte", vocab).text == "boligstøtte"            # split and dropped
+    assert normalize("c p r nummer", vocab).text == "cpr-nummer"             # spelled-out letters
+    assert normalize("mit i d virker ikke", vocab).text == "mit id virker ikke"
+    assert normalize("lånerkortet", vocab).text == "lånerkortet"             # an inflection, kept
+
+
+def test_keyword_in_wrong_context_is_none(matcher):
+    # "parkere", "død", "åbner", "pas" fire rules, but the sense is not the municipality's
+    for text in ("hvor kan jeg parkere min autocamper på ferien", "min undulat er død",
+                 "hvornår åbner bageren på hjørnet", "hvor kan jeg købe et sæsonpas til skiløb"):
+        assert matcher.match(text).intent == NONE, text
+    assert matcher.match("jeg har fået en parkeringsafgift af kommunen").intent == "parkering"
+
+
+def test_classifier_head_is_cached(kb, tmp_path):
+    import numpy as np
+
+    from voicebot.nlu.embeddings import LinearHead
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 8)).astype(np.float32)
+    labels = ["a"] * 20 + ["b"] * 20
+    vectors[:20, 0] += 3
+    head = LinearHead(vectors, labels, 1e-4, tmp_path, "test")
+    assert len(list(tmp_path.glob("test-head-*.npz"))) == 1
+    again = LinearHead(vectors, labels, 1e-4, tmp_path, "test")  # from the cache
+    assert np.allclose(head.weights, again.weights)
+    lp = head.log_probs(vectors[0])
+    assert lp["a"] > lp["b"] and abs(sum(np.exp(v) for v in lp.values()) - 1) < 1e-4

