@@ -68,7 +68,7 @@ def test_offer_transfer_to_department(engine):
 def test_human_queue_open_and_closed(parts):
     conv = Conversation("voice")
     actions = DialogueEngine(*parts, now=lambda: MONDAY_NOON).handle(conv, Utterance("jeg vil tale med et menneske"))
-    assert isinstance(actions[-1], Transfer) and actions[-1].target == "borgerservice" and actions[-1].is_open
+    assert isinstance(actions[-1], Transfer) and actions[-1].target == "human-queue" and actions[-1].is_open
     conv = Conversation("voice")
     actions = DialogueEngine(*parts, now=lambda: SATURDAY).handle(conv, Utterance("giv mig en medarbejder"))
     assert actions[-1].is_open is False
@@ -111,7 +111,7 @@ def test_silence_and_hangup(engine):
 
 def test_keypad_zero_reaches_a_human(engine):
     actions = engine.handle(Conversation("voice"), Digit("0"))
-    assert isinstance(actions[-1], Transfer) and actions[-1].target == "borgerservice"
+    assert isinstance(actions[-1], Transfer) and actions[-1].target == "human-queue"
 
 
 def test_chat_uses_chat_text_and_no_sms(engine):
