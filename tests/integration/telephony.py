@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -86,8 +88,17 @@ class BotProcess:
         self.proc = subprocess.Popen([str(VOICEBOT), "--config", str(self.config), "serve"],
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
                                      start_new_session=True)
-        wait_for(lambda: bot_registered() or self.proc.poll() is not None, 60, "the bot to register with ARI")
+        wait_for(lambda: self.ari_connected() or self.proc.poll() is not None, 60, "the bot to connect to ARI")
         assert self.proc.poll() is None, f"voicebot serve exited:\n{self.log()}"
+
+    def ari_connected(self) -> bool:
+        """The bot's own word (its /healthz), not ARI's app list, which outlives a dead bot
+        while any of its channels remain."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return json.load(r).get("ari_connected") is True
+        except OSError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:

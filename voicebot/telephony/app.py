@@ -61,13 +61,19 @@ class VoicebotApp:
         task.add_done_callback(done)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
-        """Hand every live call back to the dialplan, then stop their tasks."""
+        """Hand every live call back to the dialplan, let the calls end, then stop stragglers.
+
+        Waiting before cancelling matters: a call that ends by itself deletes its ExternalMedia
+        channel and bridge; a call cancelled mid-cleanup would leave them behind in Asterisk.
+        """
         live = [c for c in self.calls.values() if not c.gone.is_set()]
         if live:
             log.info("shutting down: handing calls back to the dialplan", extra={"calls": len(live)})
         await asyncio.gather(*(c.hand_back(HUMAN_TARGET, outcome="shutdown") for c in live),
                              return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=timeout)
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=timeout)
+            await asyncio.wait(self._tasks, timeout=1.0)

@@ -104,7 +104,8 @@ class Call:
                 await self.hand_back(HUMAN_TARGET, outcome="failed")
         finally:
             if self.media is not None:
-                await self.media.close()
+                # shielded: even a cancelled call frees its bridge and ExternalMedia channel
+                await asyncio.shield(self.media.close())
             log.info("call ended", extra={**extra, "outcome": self.outcome,
                                           "seconds": round(time.monotonic() - self.started, 1)})
 
