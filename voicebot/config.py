@@ -312,6 +312,16 @@ def read_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:
     return out
 
 
+def load_records(path: str | Path, cls: type[T]) -> list[T]:
+    """A YAML file holding a list of records (eval sets...), each validated into the dataclass
+    ``cls`` with the same located errors as settings (``set.yaml:12: [4].text: ...``)."""
+    data, where = load_yaml(path)
+    if not isinstance(data, list):
+        raise ConfigError("expected a list of entries", file=str(path), line=1)
+    validator = _Validator(where)
+    return [validator.build(cls, entry, f"[{i}]") for i, entry in enumerate(data)]
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Load the embedded defaults overlaid by ``path`` (or ``$VOICEBOT_CONFIG`` when set)."""
     data, where = load_yaml(DEFAULTS_FILE)

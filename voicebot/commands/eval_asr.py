@@ -14,7 +14,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from voicebot.errors import ConfigError
 
 
 @dataclass
@@ -41,21 +40,16 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_set(path: Path) -> list[tuple[Path, str]]:
-    from voicebot.config import load_yaml
+@dataclass
+class SetEntry:
+    audio: str  # WAV path relative to the set file
+    text: str   # the reference transcript
 
-    data, where = load_yaml(path)
-    if not isinstance(data, list):
-        raise ConfigError("expected a list of {audio, text} entries", file=str(path), line=1)
-    out = []
-    for i, entry in enumerate(data):
-        loc = where.get(f"[{i}]")
-        if not isinstance(entry, dict) or not isinstance(entry.get("audio"), str) \
-                or not isinstance(entry.get("text"), str):
-            raise ConfigError("each entry needs audio and text", file=str(path),
-                              line=loc.line if loc else None, key=f"[{i}]")
-        out.append((path.parent / entry["audio"], entry["text"]))
-    return out
+
+def load_set(path: Path) -> list[tuple[Path, str]]:
+    from voicebot.config import load_records
+
+    return [(path.parent / e.audio, e.text) for e in load_records(path, SetEntry)]
 
 
 def evaluate(settings, entries: list[tuple[Path, str]], telephone: bool, engine: str | None,

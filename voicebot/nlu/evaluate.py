@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voicebot.config import load_yaml
+from voicebot.config import load_records, load_yaml
 from voicebot.errors import ConfigError
 from voicebot.nlu.matcher import NONE, IntentMatcher
 
@@ -22,26 +22,23 @@ from voicebot.nlu.matcher import NONE, IntentMatcher
 class Entry:
     intent: str
     text: str | None = None
-    audio: Path | None = None
+    audio: str | None = None  # a WAV path relative to the set file
+
+    def validate(self) -> None:
+        if self.text is None and self.audio is None:
+            raise ValueError("each entry needs text: (or audio:)")
 
 
 def load_set(path: Path, known: set[str]) -> list[Entry]:
     """Read and check an evaluation set; unknown intents are errors with file and line."""
-    data, where = load_yaml(path)
-    if not isinstance(data, list):
-        raise ConfigError("expected a list of {text, intent} entries", file=str(path), line=1)
-    out = []
-    for i, item in enumerate(data):
-        loc = where.get(f"[{i}]")
-        line = loc.line if loc else None
-        if not isinstance(item, dict) or "intent" not in item or not ({"text", "audio"} & set(item)):
-            raise ConfigError("each entry needs intent: and text: (or audio:)", file=str(path), line=line)
-        intent = str(item["intent"])
-        if intent != NONE and intent not in known:
-            raise ConfigError(f"unknown intent {intent!r}", file=str(path), line=line, key=f"[{i}].intent")
-        audio = item.get("audio")
-        out.append(Entry(intent, item.get("text"), (path.parent / audio) if audio else None))
-    return out
+    entries = load_records(path, Entry)
+    _, where = load_yaml(path)
+    for i, entry in enumerate(entries):
+        if entry.intent != NONE and entry.intent not in known:
+            loc = where.get(f"[{i}].intent")
+            raise ConfigError(f"unknown intent {entry.intent!r}", file=str(path),
+                              line=loc.line if loc else None, key=f"[{i}].intent")
+    return [dataclasses.replace(e, audio=str(path.parent / e.audio)) if e.audio else e for e in entries]
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
