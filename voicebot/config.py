@@ -287,15 +287,21 @@ class Settings:
         return _Validator(self.where).build(cls, value, dotted)
 
     def _fill_secrets(self) -> None:
-        secrets = read_secrets()
         a = self.asterisk
-        a.ari_password = a.ari_password or os.environ.get("VOICEBOT_ARI_PASSWORD") or secrets.get("ARI_PASSWORD", "")
-        a.ami_secret = a.ami_secret or os.environ.get("VOICEBOT_AMI_SECRET") or secrets.get("AMI_SECRET", "")
+        a.ari_password = a.ari_password or secret("ARI_PASSWORD")
+        a.ami_secret = a.ami_secret or secret("AMI_SECRET")
 
     def path(self, value: str | Path) -> Path:
         """Resolve a path from config: relative paths are relative to the project root."""
         p = Path(value)
         return p if p.is_absolute() else PROJECT_ROOT / p
+
+
+def secret(name: str) -> str:
+    """A generated secret (ARI_PASSWORD, AMI_SECRET, SIP_PASSWORD): ``$VOICEBOT_<name>`` wins over
+    asterisk/secrets.env, as in ``asterisk/pbx``, which renders the same value into Asterisk's
+    config. Empty when neither has it."""
+    return os.environ.get(f"VOICEBOT_{name}") or read_secrets().get(name, "")
 
 
 def read_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:

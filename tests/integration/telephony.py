@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 
-from voicebot.config import PROJECT_ROOT, read_secrets
+from voicebot.config import PROJECT_ROOT, secret
 from voicebot.sip.caller import CallReport, CallScript, place_call
 
 PBX = PROJECT_ROOT / "asterisk" / "pbx"
@@ -118,7 +117,9 @@ class BotProcess:
 
 
 def sip_password() -> str:
-    return os.environ.get("VOICEBOT_SIP_PASSWORD") or read_secrets()["SIP_PASSWORD"]
+    password = secret("SIP_PASSWORD")
+    assert password, "no SIP password: `asterisk/pbx install` writes asterisk/secrets.env"
+    return password
 
 
 def call(script: CallScript) -> CallReport:

@@ -107,3 +107,18 @@ def _has(command: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(f"voicebot.commands.{command}") is not None
+
+
+def test_secret_environment_wins_over_the_secrets_file(monkeypatch, tmp_path):
+    import voicebot.config as config
+
+    path = tmp_path / "secrets.env"
+    path.write_text("# generated\nSIP_PASSWORD=fromfile\nARI_PASSWORD='quoted'\n")
+    monkeypatch.setattr(config, "SECRETS_FILE", path)
+    monkeypatch.setattr(config.read_secrets, "__defaults__", (path,))
+    monkeypatch.delenv("VOICEBOT_SIP_PASSWORD", raising=False)
+    assert config.secret("SIP_PASSWORD") == "fromfile"
+    assert config.secret("ARI_PASSWORD") == "quoted"
+    assert config.secret("AMI_SECRET") == ""
+    monkeypatch.setenv("VOICEBOT_SIP_PASSWORD", "fromenv")
+    assert config.secret("SIP_PASSWORD") == "fromenv"

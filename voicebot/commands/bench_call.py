@@ -12,12 +12,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
 
 import numpy as np
 
-from voicebot.config import load_settings, read_secrets
+from voicebot.config import load_settings, secret
 from voicebot.errors import VoicebotError
 from voicebot.sip.caller import RATE, CallScript, place_call
 from voicebot.sip.measure import prompt_stop_ms, voice_onset_ms
@@ -39,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.parallel < 1:
         raise VoicebotError("--calls and --parallel must be at least 1")
-    password = os.environ.get("VOICEBOT_SIP_PASSWORD") or read_secrets().get("SIP_PASSWORD")
+    password = secret("SIP_PASSWORD")
     if not password:
         raise VoicebotError("no SIP password: run `asterisk/pbx install` or set VOICEBOT_SIP_PASSWORD")
     host, _, port = args.server.partition(":")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 
-from voicebot.config import read_secrets
+from voicebot.config import secret
 from voicebot.errors import VoicebotError
 from voicebot.sip.caller import RATE, CallScript, place_call
 from voicebot.speech.audio import read_wav, resample, write_wav
@@ -55,7 +54,7 @@ def _dtmf(specs: list[str]) -> list[tuple[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    password = args.password or os.environ.get("VOICEBOT_SIP_PASSWORD") or read_secrets().get("SIP_PASSWORD")
+    password = args.password or secret("SIP_PASSWORD")
     if not password:
         raise VoicebotError("no SIP password: pass --password, set VOICEBOT_SIP_PASSWORD, "
                             "or run `asterisk/pbx install` (writes asterisk/secrets.env)")

@@ -12,7 +12,7 @@ import sys
 
 from aiohttp import web
 
-from voicebot.config import PROJECT_ROOT, Settings, load_settings, read_secrets
+from voicebot.config import PROJECT_ROOT, Settings, load_settings, secret
 from voicebot.telephony.app import VoicebotApp
 from voicebot.telephony.ari import AriClient
 from voicebot.telephony.rtp import CODECS
@@ -126,8 +126,7 @@ async def _to_chat(request: web.Request) -> web.StreamResponse:
 
 
 def print_banner(settings: Settings) -> None:
-    secrets = read_secrets()
-    sip_pw = secrets.get("SIP_PASSWORD", "(see asterisk/secrets.env)")
+    sip_pw = secret("SIP_PASSWORD") or "(see asterisk/secrets.env)"
     w = settings.web
     print(f"""
   kk-voicebot is running.  Ctrl-C stops the bot and Asterisk.
