@@ -258,14 +258,6 @@ class WebConfig:
             raise ValueError("port: must be a port number 0-65535")
 
 
-@dataclasses.dataclass
-class PromptsConfig:
-    """Fixed things the bot says (Danish). Knowledge answers live in the knowledge files."""
-
-    greeting: str = ""
-    goodbye: str = ""
-
-
 class Settings:
     """Validated settings plus access to module-owned sections."""
 
@@ -276,7 +268,6 @@ class Settings:
         self.asterisk = self.section("asterisk", AsteriskConfig)
         self.media = self.section("media", MediaConfig)
         self.web = self.section("web", WebConfig)
-        self.prompts = self.section("prompts", PromptsConfig)
         self._fill_secrets()
 
     def section(self, dotted: str, cls: type[T]) -> T:

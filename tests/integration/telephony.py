@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -73,11 +74,13 @@ def free_port() -> int:
 class BotProcess:
     """``voicebot serve`` as a real subprocess, with its log captured."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.config = workdir / "bot.yaml"
-        self.config.write_text(f"web:\n  port: {self.port}\n")
+        self.store_path = workdir / "voicebot.db"
+        self.config.write_text(f"web:\n  port: {self.port}\nstore:\n  path: {self.store_path}\n{extra_config}")
+        self.env = {**os.environ, **(env or {})}
         self.log_path = workdir / "bot.log"
         self.proc: subprocess.Popen | None = None
 
@@ -86,18 +89,26 @@ class BotProcess:
         self._log = open(self.log_path, "a")
         self.proc = subprocess.Popen([str(VOICEBOT), "--config", str(self.config), "serve"],
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=self.env)
         wait_for(lambda: self.ari_connected() or self.proc.poll() is not None, 60, "the bot to connect to ARI")
         assert self.proc.poll() is None, f"voicebot serve exited:\n{self.log()}"
 
     def ari_connected(self) -> bool:
         """The bot's own word (its /healthz), not ARI's app list, which outlives a dead bot
         while any of its channels remain."""
+        return self.health().get("ari_connected") is True
+
+    def health(self) -> dict:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                return json.load(r).get("ari_connected") is True
+                return json.load(r)
         except OSError:
-            return False
+            return {}
+
+    def store(self):
+        from voicebot.store.sqlite import SqliteStore
+
+        return SqliteStore(self.store_path)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -125,3 +136,13 @@ def sip_password() -> str:
 def call(script: CallScript) -> CallReport:
     return asyncio.run(place_call(script, "softphone", sip_password()))
 
+
+
+def greeting_audio(when: datetime, rate: int = 8000):
+    """The greeting the bot says to a call at ``when`` (the dialplan's clock), as the caller hears it."""
+    from voicebot.config import load_settings
+    from voicebot.dialogue.runtime import greeting_text
+    from voicebot.speech.tts import create_speech_out
+
+    settings = load_settings()
+    return asyncio.run(create_speech_out(settings, rate).audio_for(greeting_text(settings, when)))

@@ -15,13 +15,11 @@ import time
 import numpy as np
 import pytest
 
-from tests.integration.telephony import CLOSED_TIME, OPEN_TIME, bot_registered, call, cli, pbx, set_clock, \
-    sip_password, wait_for
-from voicebot.config import load_settings
+from tests.integration.telephony import CLOSED_TIME, OPEN_TIME, bot_registered, call, cli, greeting_audio, pbx, \
+    set_clock, sip_password, wait_for
 from voicebot.sip.caller import RATE, AgentPhone, CallScript
 from voicebot.sip.measure import prompt_stop_ms
 from voicebot.speech.audio import voiced_seconds
-from voicebot.speech.tts import create_speech_out
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +28,8 @@ MAIN = "33663366"
 
 @pytest.fixture(scope="module")
 def greeting():
-    """The greeting as the bot plays it (8 kHz, from the same TTS cache)."""
-    return asyncio.run(create_speech_out(load_settings(), RATE).prompt("greeting"))
+    """The closed-hours greeting as the bot plays it (8 kHz, from the same TTS cache)."""
+    return greeting_audio(CLOSED_TIME)
 
 
 def calls_started(bot) -> int:

@@ -2,7 +2,7 @@
 
 Both place the same call to the main number and say the same real Danish sentence after the
 greeting; the bot must recognize both alike, and both callers must hear the same amount of bot
-audio (greeting + "Jeg hørte: …").
+audio (the greeting + "Det forstod jeg desværre ikke …" for the off-topic sentence).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.integration.telephony import call, sip_password
+from tests.integration.telephony import OPEN_TIME, call, greeting_audio, set_clock, sip_password
 from tests.integration.test_voice_calls import NST, clip, transcript
 from voicebot.sip.caller import RATE, CallScript
 from voicebot.speech.audio import read_wav, voiced_seconds, write_wav
@@ -22,15 +22,15 @@ from voicebot.speech.wer import wer
 
 pytestmark = pytest.mark.integration
 
-SPEAK_AT = 9.0  # seconds after the answer: after the greeting
-CALL_SECONDS = 20
+CLIP = "nst-da-09.wav"  # off-topic, no digits (digit runs are redacted in the log)
+CALL_SECONDS = 29  # past the reply, before the no-input reprompt (6 s after it)
 
 
-def baresip_call(tmp_path, number: str, speech: np.ndarray) -> tuple[float, str]:
-    """Call with baresip, saying ``speech`` at SPEAK_AT; return (voiced seconds heard, log)."""
+def baresip_call(tmp_path, number: str, speech: np.ndarray, speak_at: float) -> tuple[float, str]:
+    """Call with baresip, saying ``speech`` at ``speak_at``; return (voiced seconds heard, log)."""
     silence = lambda s: np.zeros(int(RATE * s), np.int16)  # noqa: E731
     # baresip hangs up when its audio source ends: pad to the end of the call
-    write_wav(tmp_path / "say.wav", np.concatenate([silence(SPEAK_AT), speech, silence(CALL_SECONDS)]), RATE)
+    write_wav(tmp_path / "say.wav", np.concatenate([silence(speak_at), speech, silence(CALL_SECONDS)]), RATE)
     (tmp_path / "rec").mkdir()
     (tmp_path / "config").write_text(f"""sip_listen 127.0.0.1:0
 net_interface 127.0.0.1
@@ -62,20 +62,22 @@ def heard_texts(log: str) -> list[str]:
 def test_own_caller_behaves_like_baresip(bot, tmp_path):
     if not (NST / "set.yaml").exists():
         pytest.skip(f"real Danish speech not found at {NST} (CI copies ../shared beside the clone)")
-    speech = clip(NST / "nst-da-01.wav")
-    reference = transcript(NST, "nst-da-01.wav")
+    speech = clip(NST / CLIP)
+    reference = transcript(NST, CLIP)
+    set_clock(OPEN_TIME)
+    speak_at = len(greeting_audio(OPEN_TIME)) / RATE + 1.0  # after the greeting
 
-    baresip_voiced, log = baresip_call(tmp_path, "33663366", speech)
+    baresip_voiced, log = baresip_call(tmp_path, "33663366", speech, speak_at)
     assert "Call established" in log
     by_baresip = heard_texts(bot.log())[-1]
 
-    ours = call(CallScript("33663366", audio=speech, speak_at=SPEAK_AT, max_seconds=CALL_SECONDS))
+    ours = call(CallScript("33663366", audio=speech, speak_at=speak_at, max_seconds=CALL_SECONDS))
     by_ours = heard_texts(bot.log())[-1]
     assert ours.answered
 
     # the bot understood both callers' audio alike
     assert wer(reference, by_baresip) <= 0.6, by_baresip
     assert wer(reference, by_ours) <= 0.6, by_ours
-    # and both heard the same bot audio (greeting + the echo of what they said)
+    # and both heard the same bot audio (the greeting + the request to say it again)
     assert baresip_voiced > 6
     assert abs(ours.bot_audio_seconds - baresip_voiced) <= 0.15 * baresip_voiced, (ours.bot_audio_seconds, baresip_voiced)

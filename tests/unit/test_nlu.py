@@ -180,3 +180,65 @@ def test_classifier_head_is_cached(kb, tmp_path):
     assert np.allclose(head.weights, again.weights)
     lp = head.log_probs(vectors[0])
     assert lp["a"] > lp["b"] and abs(sum(np.exp(v) for v in lp.values()) - 1) < 1e-4
+
+
+def test_split_clauses_punctuated_story():
+    from voicebot.nlu.clauses import request_index, split_clauses
+
+    clauses = split_clauses("Ja hej. Jeg er lige flyttet hertil fra Aarhus. Hvad gør jeg med min læge?")
+    assert [c.text for c in clauses] == ["jeg er lige flyttet hertil fra aarhus", "hvad gør jeg med min læge"]
+    assert [c.question for c in clauses] == [False, True]
+    assert request_index(clauses) == 1
+
+
+def test_split_clauses_without_punctuation_uses_discourse_markers():
+    from voicebot.nlu.clauses import request_index, split_clauses
+
+    # ASR text: no punctuation, "jeg ringer fordi" framing, a verb-first question at the end
+    clauses = split_clauses("øh ja hej jeg ringer egentlig bare fordi min mor er blevet dement "
+                            "og nu kan hun ikke klare sig selv kan hun få hjemmehjælp")
+    assert [c.text for c in clauses] == ["min mor er blevet dement", "kan hun ikke klare sig selv",
+                                         "kan hun få hjemmehjælp"]
+    assert request_index(clauses) == 2
+    # fragments without two content words are merged, not split off ("jeg er så sur")
+    assert [c.text for c in split_clauses("jeg er så sur")] == ["jeg er sur"]
+    # one sentence without markers stays one clause (the ordinary path)
+    assert len(split_clauses("jeg har mistet mit pas")) == 1
+    assert split_clauses("") == []
+
+
+def test_story_whole_reaches_the_model_with_function_words(matcher, monkeypatch):
+    # the ordinary path drops "jeg", "hvad", "min" from utterances over 9 words; a story keeps
+    # them and is embedded in one model call
+    calls = []
+    original = matcher._embed_many
+
+    def recording(texts):
+        calls.append(list(texts))
+        return original(texts)
+
+    monkeypatch.setattr(matcher, "_embed_many", recording)
+    result = matcher.match("Jeg er lige flyttet hertil fra Aarhus. Hvad gør jeg med min læge?")
+    assert len(calls) == 1 and "hvad gør jeg med min læge" in calls[0][0]
+    assert result.intent == "laegevalg"
+
+
+@pytest.mark.parametrize("text, intent", [
+    # context words must not hijack: "mistet ... rejsekort" is not the driving licence
+    ("Jeg har mistet mit rejsekort i bussen. Der var 300 kroner på. Kan jeg få pengene igen?", NONE),
+    ("Ja hej, jeg ringer fordi min far er blevet dement og ikke kan klare sig selv længere", "hjemmepleje"),
+    ("Vi er lige flyttet hertil fra Odense og har to små børn. Hvordan får de plads i en børnehave?",
+     "pladsanvisning"),
+])
+def test_story_requests(matcher, text, intent):
+    assert matcher.match(text).intent == intent
+
+
+def test_story_path_can_be_turned_off(kb, matcher):
+    from voicebot.nlu.matcher import IntentMatcher
+
+    off = IntentMatcher(kb, dataclasses.replace(matcher.config, story_max_words=0),
+                        matcher.embeddings.embedder)
+    text = "Jeg har mistet mit rejsekort i bussen. Der var 300 kroner på. Kan jeg få pengene igen?"
+    assert off.match(text).intent == "koerekort"  # the keyword wins without the story path
+    assert matcher.match(text).intent == NONE

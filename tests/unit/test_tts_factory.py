@@ -135,13 +135,10 @@ def test_cache_dir_relative_to_project_root_and_absolute(tmp_path):
     assert cache.directory == tmp_path / "c" and cache.rate == 16000
 
 
-def test_fixed_prompts_collects_nested_texts_and_skips_templates():
-    class S:
-        data = {"prompts": {"greeting": "Hej", "empty": "", "retry": ["Igen?", "Sig det igen"],
-                            "queue": "Der er {n} foran dig", "menu": {"one": "Tryk 1"}}}
-
-    assert fixed_prompts(S()) == {"greeting": "Hej", "retry[0]": "Igen?", "retry[1]": "Sig det igen",
-                                  "menu.one": "Tryk 1"}
+def test_fixed_prompts_are_the_dialogue_lines_with_overrides_and_no_templates(tmp_path):
+    prompts = fixed_prompts(settings_with(tmp_path, "dialogue:\n  goodbye: Farvel og tak.\n"))
+    assert prompts["goodbye"] == "Farvel og tak." and "greeting_voice" in prompts
+    assert "closed" not in prompts  # "{name} har telefontid {hours}": synthesized when used
 
 
 @needs_espeak
@@ -149,12 +146,12 @@ def test_prompt_recording_for_an_unknown_prompt_is_located(tmp_path):
     s = settings_with(tmp_path, "speech:\n  tts:\n    recordings:\n      greting: a.wav\n")
     with pytest.raises(ConfigError) as err:
         create_speech_out(s, 8000)
-    assert err.value.line == 4 and "greeting" in err.value.problem
+    assert err.value.line == 4 and "greeting_voice" in err.value.problem
 
 
 @needs_espeak
 def test_prompt_recordings_resolve_from_the_project_root(tmp_path):
-    s = settings_with(tmp_path, "speech:\n  tts:\n    recordings:\n      greeting: sounds/velkommen.wav\n")
+    s = settings_with(tmp_path, "speech:\n  tts:\n    recordings:\n      greeting_voice: sounds/velkommen.wav\n")
     speech = create_speech_out(s, 8000)
-    assert speech.recordings == {"greeting": PROJECT_ROOT / "sounds" / "velkommen.wav"}
+    assert speech.recordings == {"greeting_voice": PROJECT_ROOT / "sounds" / "velkommen.wav"}
     assert speech.rate == 8000 and "goodbye" in speech.prompts

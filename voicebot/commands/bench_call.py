@@ -2,7 +2,9 @@
 
 Places real SIP calls to the running system (``make run``) and measures, at the caller:
   * answer → first greeting audio,
-  * turn latency: end of the caller's speech → start of the bot's reply,
+  * turn latency: end of the caller's speech → start of the bot's reply (an article answer when
+    the bot runs the test recognizer, which hears SENTENCE; Whisper usually asks to rephrase
+    espeak-ng's Danish, DESIGN.md §9),
   * barge-in: the caller's voice onset during the greeting → the greeting stops.
 ``--parallel N`` places N calls at once (load), each doing both measurements.
 """
@@ -20,6 +22,7 @@ from voicebot.config import load_settings, secret
 from voicebot.errors import VoicebotError
 from voicebot.sip.caller import RATE, CallScript, place_call
 from voicebot.sip.measure import prompt_stop_ms, voice_onset_ms
+from voicebot.sip.script import ASR_SCRIPT_HEADER, encode_asr_script
 
 SENTENCE = "Hej, jeg har mistet mit pas, og jeg skal ud at rejse på mandag."
 BARGE_AT = 2.0  # seconds into the greeting
@@ -56,7 +59,11 @@ async def _bench(args: argparse.Namespace, password: str, server: tuple[str, int
     from voicebot.speech.tts import create_speech_out
     from voicebot.speech.tts.espeak import EspeakTTS
 
-    greeting = await create_speech_out(load_settings(args.config), RATE).prompt("greeting")
+    from voicebot.dialogue.runtime import greeting_text
+
+    settings = load_settings(args.config)
+    # the greeting's first sentences are the same open or closed: barge-in is measured in them
+    greeting = await create_speech_out(settings, RATE).audio_for(greeting_text(settings))
     said = EspeakTTS().synthesize(SENTENCE)
     speech = resample(said.samples, said.rate, RATE)
     onset = voice_onset_ms(speech, RATE)
@@ -84,8 +91,10 @@ async def _bench(args: argparse.Namespace, password: str, server: tuple[str, int
 
 async def _one(number, password, server, speech, greeting, onset, speech_end):
     # 1. speak after the greeting; the reply's start gives the turn latency
-    turn_call = await place_call(CallScript(number, audio=speech, quiet_hangup_s=5.0, max_seconds=40),
-                                 "softphone", password, server)
+    # a bot on the declared test recognizer "hears" SENTENCE (an article answer); Whisper ignores it
+    headers = [(ASR_SCRIPT_HEADER, encode_asr_script([SENTENCE]))]
+    turn_call = await place_call(CallScript(number, audio=speech, quiet_hangup_s=5.0, max_seconds=40,
+                                            headers=headers), "softphone", password, server)
     if not turn_call.answered or turn_call.caller_speech_ms is None:
         return None
     end = turn_call.caller_speech_ms[0] + speech_end

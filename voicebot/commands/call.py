@@ -1,15 +1,27 @@
-"""``voicebot call NUMBER``: place a real SIP call into Asterisk, speak, listen, measure."""
+"""``voicebot call NUMBER``: place a real SIP call into Asterisk, speak, listen, measure.
+
+With ``--script FILE.yaml`` the caller runs steps in order (see ``voicebot.sip.script``), tags the
+call with an ``X-Voicebot-Ref`` id, and afterwards reads the bot's record of that call (outcome,
+turns, SMS, survey) from the bot's store when this machine can reach it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import logging
+import time
+from typing import Any
 
-from voicebot.config import secret
+from voicebot.config import Settings, load_settings, secret
 from voicebot.errors import VoicebotError
-from voicebot.sip.caller import RATE, CallScript, place_call
+from voicebot.sip.caller import RATE, CallReport, CallScript, place_call
 from voicebot.speech.audio import read_wav, resample, write_wav
+
+log = logging.getLogger("voicebot.call")
+
+RECORD_FIELDS = ("outcome", "turns", "sms", "survey")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--say", metavar="TEXT", help="say this (espeak-ng Danish, 8 kHz)")
     what.add_argument("--play", metavar="WAV", help="send this recording (any rate, 16-bit)")
+    what.add_argument("--script", metavar="YAML", help="run these steps in order (say, play, dtmf, "
+                      "wait_bot, wait, hangup) and report the bot's record of the call; exit 0 only "
+                      "when every step completed")
     p.add_argument("--at", type=float, metavar="SECONDS",
                    help="speak this many seconds after the answer (default: when the greeting ends)")
     p.add_argument("--dtmf", action="append", default=[], metavar="DIGIT@SECONDS",
@@ -59,14 +74,111 @@ def run(args: argparse.Namespace) -> int:
         raise VoicebotError("no SIP password: pass --password, set VOICEBOT_SIP_PASSWORD, "
                             "or run `asterisk/pbx install` (writes asterisk/secrets.env)")
     host, _, port = args.server.partition(":")
+    server = (host, int(port or 5060))
+    if args.script:
+        return _run_script(args, password, server)
     script = CallScript(args.number, _audio(args), args.at, _dtmf(args.dtmf), max_seconds=args.timeout)
-    report = asyncio.run(place_call(script, args.user, password, (host, int(port or 5060))))
+    report = asyncio.run(place_call(script, args.user, password, server))
+    _print(args, report, report.as_dict())
+    return 0 if report.answered else 1
+
+
+def _run_script(args: argparse.Namespace, password: str, server: tuple[str, int]) -> int:
+    from voicebot.sip.script import call_headers, espeak_tts, load_script, new_ref, render, run_script
+
+    if args.at is not None or args.dtmf:
+        raise VoicebotError("--at and --dtmf do not combine with --script: put the steps in the script")
+    settings = load_settings(args.config)  # before dialling: a bad --config fails fast
+    steps = load_script(args.script)
+    ref = new_ref()
+    call_headers(steps, ref, args.script)  # too long for an INVITE: fail before synthesizing
+    audio = render(steps, espeak_tts)
+    report = asyncio.run(run_script(steps, audio, args.number, args.user, password, ref=ref, server=server,
+                                    timeout=args.timeout, source=args.script))
+    record = fetch_record(settings, ref) if report.answered else None
+    _print(args, report, scripted_result(report, ref, record))
+    return 0 if report.answered and all(s["completed"] for s in report.steps) \
+        and len(report.steps) == len(steps) else 1
+
+
+def scripted_result(report: CallReport, ref: str, record: dict | None) -> dict[str, Any]:
+    """The call's measurements plus what the bot recorded (null fields when no record)."""
+    out: dict[str, Any] = {"answered": report.answered, "ref": ref, **report.as_dict()}
+    for key in RECORD_FIELDS:
+        out[key] = record.get(key) if record else None
+    out["record_found"] = record is not None
+    return out
+
+
+def fetch_record(settings: Settings, ref: str, timeout: float = 5.0) -> dict | None:
+    """The bot's record of the call tagged ``ref`` (as a dict, with its ``sms``), waiting up to
+    ``timeout`` for the bot to finish writing it (``ended_at``) after the call ended.
+
+    None, after a warning, when the store cannot be read from here: ``voicebot.store`` missing,
+    or no such record (the bot may run on another machine or use another store path).
+    """
+    try:
+        from voicebot.store import open_store, store_config
+    except ImportError as exc:
+        log.warning("cannot read the bot's records, outcome/turns/sms/survey left empty",
+                    extra={"reason": str(exc)})
+        return None
+    store = None
+    try:
+        cfg = store_config(settings)
+        if cfg.backend == "sqlite" and not settings.path(cfg.path).exists():  # opening would create it
+            log.warning("no record store on this machine (the bot runs elsewhere or uses another "
+                        "store.path): outcome/turns/sms/survey left empty", extra={"path": cfg.path})
+            return None
+        store = open_store(settings)
+        deadline = time.monotonic() + timeout
+        while True:
+            record = _newest(store.by_ref(ref))
+            if (record is not None and record.ended_at) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        if record is None:
+            log.warning("no record of this call in the bot's store (another machine or store path?)",
+                        extra={"ref": ref})
+            return None
+        if not record.ended_at:
+            log.warning("the bot has not finished its record of this call: fields may be incomplete",
+                        extra={"ref": ref})
+        data = record.as_dict()
+        data["sms"] = [m.as_dict() for m in store.sms_for(record.id)]
+        return data
+    except Exception as exc:  # another module's storage: its failure must not lose the call report
+        log.warning("reading the bot's record failed", extra={"ref": ref, "error": repr(exc)})
+        return None
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _newest(found: Any) -> Any:
+    """``Store.by_ref`` lists the conversations tagged with a ref, newest first."""
+    if isinstance(found, list):
+        return found[0] if found else None
+    return found
+
+
+def _print(args: argparse.Namespace, report: CallReport, result: dict[str, Any]) -> None:
     if args.record and report.recording is not None:
         write_wav(args.record, report.recording, RATE)
     if args.json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False))
-    else:
-        d = report.as_dict()
-        for key, value in d.items():
+        print(json.dumps(result, ensure_ascii=False))
+        return
+    for key, value in result.items():
+        if key == "steps" and value:
+            print("steps")
+            for s in value:
+                end = s["end_ms"] if s["end_ms"] is not None else "-"
+                flag = "" if s["completed"] else "  (not completed)"
+                print(f"  {s['start_ms']:>7} {end:>7} ms  {s['step']}: {s['value']}{flag}")
+        elif key == "turns" and value:
+            print("turns")
+            for t in value:
+                print(f"  heard={t.get('heard')!r} intent={t.get('intent')} decision={t.get('decision')} "
+                      f"said={t.get('said')!r}")
+        else:
             print(f"{key:18} {value}")
-    return 0 if report.answered else 1

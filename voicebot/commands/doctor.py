@@ -80,27 +80,24 @@ async def check_ari(settings: Settings) -> Check:
     return Check("ari", True, f"{a.ari_url}: Asterisk {version}; {app}")
 
 
-async def check_ami(settings: Settings) -> Check:
+async def check_ami(settings: Settings, timeout: float = 3.0) -> Check:
+    """Log in over AMI with the bot's own client library (panoramisk) and log off again."""
+    from voicebot.telephony.ami import AmiRefused, AmiUnreachable, check_login
+
     a = settings.asterisk
     where = f"{a.ami_host}:{a.ami_port}"
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(a.ami_host, a.ami_port), 3)
-    except (OSError, asyncio.TimeoutError):
-        return Check("ami", False, f"{where} not reachable: is Asterisk running with manager.conf enabled?")
-    try:
-        await asyncio.wait_for(reader.readline(), 3)  # banner
-        writer.write(f"Action: Login\r\nUsername: {a.ami_user}\r\nSecret: {a.ami_secret}\r\n\r\n".encode())
-        reply = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)).decode(errors="replace")
-        # log off and read until Goodbye: closing with unread replies makes Asterisk drop actions
-        writer.write(b"Action: Logoff\r\n\r\n")
-        await asyncio.wait_for(reader.read(4096), 3)
-    except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as exc:
-        return Check("ami", False, f"{where}: no answer to Login ({type(exc).__name__})")
-    finally:
-        writer.close()
-    if "Success" not in reply:
-        return Check("ami", False, f"{where}: login as {a.ami_user!r} refused (wrong secret? `asterisk/pbx sync`)")
-    return Check("ami", True, f"{where}: login as {a.ami_user!r} ok")
+        version = await check_login(a, timeout)
+    except AmiRefused:
+        return Check("ami", False, f"{where}: login as {a.ami_user!r} refused (wrong secret? compare "
+                                   "asterisk/secrets.env with manager.conf; `asterisk/pbx sync`)")
+    except AmiUnreachable as exc:
+        if exc.connected:
+            return Check("ami", False, f"{where}: no answer to Login within {timeout:g} s: is Asterisk overloaded "
+                                       "or hung? `asterisk/pbx status`")
+        return Check("ami", False, f"{where} not reachable: is Asterisk running with manager.conf enabled? "
+                                   "`asterisk/pbx status`, `asterisk/pbx start`")
+    return Check("ami", True, f"{where}: login as {a.ami_user!r} ok (AMI {version})")
 
 
 async def check_tts(settings: Settings) -> Check:

@@ -57,37 +57,67 @@ def stop_running() -> int:
 def build_voice(settings: Settings, vocabulary: list[str]):
     """Everything calls share: speech out, the ASR model (loaded once, biased towards the
     knowledge base's ``vocabulary`` where the engine is configured to use it), turn-taking."""
-    from voicebot.speech.asr import create_listener, load_engine
+    from voicebot.dialogue.texts import DialogueTexts
+    from voicebot.speech.asr import AsrConfig, create_listener, load_engine
     from voicebot.speech.tts import create_speech_out
+    from voicebot.speech.vad import VadConfig
     from voicebot.telephony.call import VoiceServices
     from voicebot.telephony.ear import VoiceConfig
 
     rate = CODECS[settings.media.format].rate
     speech = create_speech_out(settings, rate)
     speech.prepare()
-    load_engine(settings, vocabulary)  # blocking: load the model now, not on the first call
-    return VoiceServices(speech=speech, new_listener=lambda: create_listener(settings, rate, vocabulary),
-                         config=settings.section("voice", VoiceConfig))
+    engine = load_engine(settings, vocabulary)  # blocking: load the model now, not on the first call
+    test_recognizer = settings.section("speech.asr", AsrConfig).engine == "script"
+    if test_recognizer:
+        log.warning("THE TEST RECOGNIZER IS ON (speech.asr.engine: script): callers' speech is NOT "
+                    "recognized; this configuration is for call-flow tests only")
+
+    def new_listener(script=None):
+        listener = create_listener(settings, rate, vocabulary)
+        if test_recognizer:  # each call gets its own list of texts (its caller's header)
+            listener.recognizer.engine = engine.for_call(script)
+        return listener
+
+    return VoiceServices(speech=speech, new_listener=new_listener, config=settings.section("voice", VoiceConfig),
+                         apology=settings.section("dialogue", DialogueTexts).technical_error,
+                         end_silence_ms=settings.section("speech.vad", VadConfig).end_silence_ms,
+                         test_recognizer=test_recognizer)
 
 
 async def serve(settings: Settings, banner: bool = False) -> None:
-    from voicebot.telephony.conversations import echo
-
     from voicebot.chat.api import add_chat_routes
-    from voicebot.chat.service import build_chat_service
-
+    from voicebot.chat.service import ChatService
+    from voicebot.dialogue.runtime import build_runtime
     from voicebot.knowledge.vocabulary import domain_words
+    from voicebot.privacy import record_salt
+    from voicebot.settings_check import validate_all
+    from voicebot.sms import dispatcher_for_settings
+    from voicebot.speech.tts.prebuild import prebuild_for_calls
+    from voicebot.store import open_store
+    from voicebot.telephony.ami import AmiClient
+    from voicebot.telephony.conversations import VoiceDialogue, VoiceDialogueConfig
 
-    chat = await asyncio.to_thread(build_chat_service, settings)
-    voice = await asyncio.to_thread(build_voice, settings, domain_words(chat.kb))
-    await voice.speech.prompt("greeting")  # warm the cache: the first caller must not wait
+    validate_all(settings)  # every section, now: a typo must not surface inside a call
+    runtime = await asyncio.to_thread(build_runtime, settings)
+    store = await asyncio.to_thread(open_store, settings)
+    chat = ChatService(settings, runtime, store)
+    voice = await asyncio.to_thread(build_voice, settings, domain_words(runtime.kb))
+    # every fixed line and answer in the call-rate cache: the first caller must not wait
+    await asyncio.to_thread(prebuild_for_calls, settings, runtime.engine, voice.speech.cache)
     a = settings.asterisk
     ari = AriClient(a.ari_url, a.ari_user, a.ari_password, a.app, reconnect_max_seconds=a.reconnect_max_seconds)
-    app = VoicebotApp(ari, settings.media, echo(), voice)
+    ami = AmiClient(a)
+    await ami.start()
+    sms = dispatcher_for_settings(settings, store)
+    vc = voice.config
+    dialogue = VoiceDialogue(runtime, store=store, ami=ami, salt=record_salt(), on_sms_queued=sms.wake,
+                             config=VoiceDialogueConfig(turn_timeout_s=vc.turn_timeout_s,
+                                                        queue_status_timeout_s=vc.queue_status_timeout_s))
+    app = VoicebotApp(ari, settings.media, dialogue, voice)
 
     web_app = web.Application()
-    web_app.router.add_get("/healthz", lambda r: web.json_response(
-        {"ari_connected": ari.connected.is_set(), "calls": len(app.calls)}))
+    web_app.router.add_get("/healthz", lambda r: web.json_response(_health(ari, app, voice)))
     web_app.router.add_get("/", _to_chat)
     add_chat_routes(web_app, chat)
     runner = web.AppRunner(web_app, access_log=None)
@@ -98,11 +128,22 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # SIGHUP: reload the knowledge articles; a broken change is rejected and the old ones serve on
-    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(asyncio.to_thread(chat.reload)))
+    reloads: set[asyncio.Task] = set()
+
+    def reload() -> None:
+        # SIGHUP: reload the knowledge for phone and chat at once; new answers are synthesized
+        # before the switch; a broken change is rejected and the old knowledge serves on
+        task = asyncio.ensure_future(asyncio.to_thread(
+            runtime.reload, lambda engine: prebuild_for_calls(settings, engine, voice.speech.cache)))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     PIDFILE.parent.mkdir(parents=True, exist_ok=True)
     PIDFILE.write_text(str(os.getpid()))
     reader = asyncio.create_task(app.run(), name="ari-reader")
+    sender = asyncio.create_task(sms.run(), name="sms-dispatcher")
+    purger = asyncio.create_task(_purge_daily(store, settings), name="retention")
     log.info("voicebot serving", extra={"app": a.app, "web": f"http://{settings.web.host}:{settings.web.port}/"})
     if banner:
         try:
@@ -117,8 +158,37 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         await app.shutdown()
         await ari.close()  # first: the reader then ends quietly instead of reporting a lost link
         reader.cancel()
+        sender.cancel()
+        purger.cancel()
+        await sms.gateway.close()
+        await ami.close()
+        await asyncio.to_thread(chat.close_all)
         await runner.cleanup()
         PIDFILE.unlink(missing_ok=True)
+
+
+async def _purge_daily(store, settings: Settings) -> None:
+    """Retention: records older than ``store.retention_days`` are deleted at start and daily."""
+    from voicebot.store import store_config
+
+    days = store_config(settings).retention_days
+    while True:
+        try:
+            deleted = await asyncio.to_thread(store.purge, days)
+            log.info("retention purge", extra={"deleted": deleted, "older_than_days": days})
+        except Exception:  # task boundary: retention must survive a store hiccup
+            log.exception("retention purge failed")
+        await asyncio.sleep(24 * 3600)
+
+
+def _health(ari: AriClient, app: VoicebotApp, voice) -> dict:
+    """For ops and load balancers; ``tasks``/``fds``/``threads`` let tests see leaks."""
+    import threading
+
+    return {"ari_connected": ari.connected.is_set(), "calls": len(app.calls),
+            "test_recognizer": voice.test_recognizer, "tasks": len(asyncio.all_tasks()),
+            "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,
+            "threads": threading.active_count()}
 
 
 async def _to_chat(request: web.Request) -> web.StreamResponse:

@@ -2,9 +2,10 @@
 
 from voicebot.dialogue.engine import Conversation, DialogueEngine, Pending
 from voicebot.dialogue.events import (Action, Ask, ChatMessage, Digit, End, Event, Hangup, OfferSms,
-                                      Option, Say, SendSms, Silence, Transfer, Utterance)
-from voicebot.dialogue.texts import DialogueTexts
+                                      Option, QueueUnavailable, Say, SendSms, Silence, Transfer,
+                                      Utterance)
+from voicebot.dialogue.texts import ConversationRules, DialogueTexts, MenuItem
 
-__all__ = ["Action", "Ask", "ChatMessage", "Conversation", "DialogueEngine", "DialogueTexts", "Digit",
-           "End", "Event", "Hangup", "OfferSms", "Option", "Pending", "Say", "SendSms", "Silence",
-           "Transfer", "Utterance"]
+__all__ = ["Action", "Ask", "ChatMessage", "Conversation", "ConversationRules", "DialogueEngine",
+           "DialogueTexts", "Digit", "End", "Event", "Hangup", "MenuItem", "OfferSms", "Option", "Pending",
+           "QueueUnavailable", "Say", "SendSms", "Silence", "Transfer", "Utterance"]

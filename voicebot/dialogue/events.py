@@ -49,7 +49,14 @@ class Hangup:
     """The caller hung up or the chat session was closed."""
 
 
-Event = Union[Utterance, ChatMessage, Digit, Silence, Hangup]
+@dataclasses.dataclass(frozen=True)
+class QueueUnavailable:
+    """The channel found nobody to take a transfer to the human queue (no agent logged in)."""
+
+    department: str
+
+
+Event = Union[Utterance, ChatMessage, Digit, Silence, Hangup, QueueUnavailable]
 
 # ---------------------------------------------------------------------------------------------
 # actions (dialogue -> channel)
@@ -74,7 +81,8 @@ class Say:
     recording: Path | None = None
 
 
-AskKind = Literal["clarify", "confirm_transfer", "sms", "rephrase", "anything_else"]
+AskKind = Literal["clarify", "confirm_transfer", "confirm_topic", "sms", "rephrase", "anything_else",
+                  "menu", "survey"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +96,9 @@ class Ask:
 
 @dataclasses.dataclass(frozen=True)
 class OfferSms:
-    """Offer to send the article's link by SMS (voice). The answer comes back as an event."""
+    """Offer to send a link by SMS (voice). The answer comes back as an event.
+
+    ``article_id`` names what the link is about: an article, or a department when it is closed."""
 
     article_id: str
     sms_text: str

@@ -77,6 +77,34 @@ class Schedule:
         now = local.time()
         return any(a <= now < b for a, b in map(parse_interval, getattr(self, DAYS[local.weekday()])))
 
+    def next_opening(self, when: dt.datetime, horizon_days: int = 14) -> dt.datetime | None:
+        """The next moment at or after ``when`` the schedule opens (local time), None if never."""
+        if self.always:
+            return when
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        local = when.astimezone(ZoneInfo(self.timezone))
+        for offset in range(horizon_days + 1):
+            day = local.date() + dt.timedelta(days=offset)
+            if day.isoformat() in self.closed_dates:
+                continue
+            for start, _ in sorted(map(parse_interval, getattr(self, DAYS[day.weekday()]))):
+                opens = dt.datetime.combine(day, start, tzinfo=local.tzinfo)
+                if opens >= local:
+                    return opens
+        return None
+
+    def say_next_opening(self, when: dt.datetime) -> str:
+        """'i dag klokken 11', 'i morgen klokken 8', 'på mandag klokken 11' (Danish, for the greeting)."""
+        opens = self.next_opening(when)
+        if opens is None:
+            return "senere"
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        days = (opens.date() - when.astimezone(opens.tzinfo).date()).days
+        day = {0: "i dag", 1: "i morgen"}.get(days, f"på {DANISH_DAYS[opens.weekday()]}")
+        return f"{day} klokken {_say_time(opens.time())}"
+
     def describe(self) -> str:
         """The schedule in Danish, grouping days with equal hours: 'mandag 11-17, tirsdag-fredag 8-14'."""
         if self.always:

@@ -33,10 +33,16 @@ class NluConfig:
     query_cache: int = 512         # recent utterance embeddings kept (callers repeat themselves)
     model_max_words: int = 9       # longer utterances reach the model without function words
     max_chars: int = 300           # longer input is cut before matching (keeps latency bounded)
+    # stories (two or more clauses, see clauses.py): the whole keeps its function words for the
+    # model up to this many words (0 turns the story path off) ...
+    story_max_words: int = 40
+    # ... and the request clause votes as an expert: + weight * log p(intent | request clause)
+    story_request_weight: float = 0.15
+    story_clause_model: bool = False  # score the request clause with the model too (batched)
 
     def validate(self) -> None:
         for name in ("w_embedding", "w_ngram", "w_rule", "w_classifier", "classifier_l2", "none_rule",
-                     "temperature", "ask_margin", "none_margin"):
+                     "temperature", "ask_margin", "none_margin", "story_max_words", "story_request_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative")
         if self.temperature == 0:

@@ -3,6 +3,8 @@
 The caller behaves like a phone: it streams RTP continuously (silence when it has nothing to
 say), speaks when told (after the bot's greeting, or at a fixed time), can press keys (RFC 4733),
 and measures what it hears: when the bot's audio started and stopped, relative to the answer.
+``place_call`` runs either the classic ``CallScript`` behaviour or any ``drive(LiveCall)``
+coroutine (``voicebot.sip.script`` runs YAML step scripts that way).
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from voicebot.errors import TelephonyError
-from voicebot.sip.message import audio_sdp, sdp_audio_address
-from voicebot.sip.ua import IncomingCall, SipUA
+from voicebot.sip.message import SipMessage, audio_sdp, sdp_audio_address
+from voicebot.sip.ua import Dialog, IncomingCall, SipUA
 from voicebot.speech.audio import dbfs
 from voicebot.telephony.rtp import CODECS, FRAME_MS, RtpEndpoint, RtpSender
 
@@ -37,6 +40,7 @@ class CallScript:
     max_seconds: float = 60.0
     quiet_hangup_s: float = 4.0  # after speaking: hang up once the bot was quiet this long
     greeting_gap_s: float = 0.8  # silence that marks the end of the bot's greeting
+    headers: list[tuple[str, str]] = field(default_factory=list)  # extra INVITE headers (X-Voicebot-Ref...)
 
 
 @dataclass
@@ -51,6 +55,8 @@ class CallReport:
     bot_segments_ms: list[tuple[int, int]] = field(default_factory=list)
     caller_speech_ms: tuple[int, int] | None = None
     dtmf_sent_ms: list[int] = field(default_factory=list)
+    timed_out: bool = False  # the call reached max_seconds (the caller then hung up)
+    steps: list[dict] = field(default_factory=list)  # scripted calls: each step with its times
     recording: np.ndarray | None = None
     frame_ms: list[float] = field(default_factory=list)  # arrival time of each recorded frame
 
@@ -90,59 +96,135 @@ class Listener:
         return [(int(a), int(b)) for a, b in out]
 
 
+Drive = Callable[["LiveCall"], Awaitable[None]]
+
+
+class LiveCall:
+    """An answered call as seen by the caller: send speech and keys, watch the bot's audio, hang up.
+
+    The media task streams RTP every 20 ms from the moment of the answer (silence when there is
+    nothing to say), like a phone. Times are milliseconds since the answer, the same clock as
+    ``Listener`` and ``CallReport``.
+    """
+
+    def __init__(self, ua: SipUA, dialog: Dialog, endpoint: RtpEndpoint, listener: Listener,
+                 report: CallReport) -> None:
+        self.ua, self.dialog, self.listener, self.report = ua, dialog, listener, report
+        self.sender = RtpSender(endpoint)
+        self.t0 = dialog.answered_at or time.monotonic()
+        self.spoke_until_ms: float | None = None  # when the caller's last speech ends
+        self._outgoing: deque[np.ndarray] = deque()
+        self._silence = np.zeros(PCMU.samples_per_frame, dtype=np.int16)
+        self._stop = asyncio.Event()
+        self._media: asyncio.Task | None = None
+
+    def start_media(self) -> None:
+        self._media = asyncio.create_task(self.sender.stream(self._next_frame, self._stop))
+
+    async def stop_media(self) -> None:
+        self._stop.set()
+        if self._media is not None:
+            await self._media
+
+    def _next_frame(self) -> np.ndarray:
+        return self._outgoing.popleft() if self._outgoing else self._silence
+
+    @property
+    def ended(self) -> bool:
+        return self.dialog.ended.is_set()
+
+    def now_ms(self) -> float:
+        return (time.monotonic() - self.t0) * 1000
+
+    def say_soon(self, samples: np.ndarray) -> tuple[float, float]:
+        """Queue speech after anything already queued; returns its (start, end) in ms."""
+        queued_ms = len(self._outgoing) * FRAME_MS
+        start = self.now_ms() + queued_ms
+        self._outgoing.extend(self.sender.frames(samples))
+        end = start + len(samples) / RATE * 1000
+        self.spoke_until_ms = end
+        return start, end
+
+    async def say(self, samples: np.ndarray) -> tuple[float, float]:
+        """Speak and return once the last frame has been sent (or the call ended)."""
+        start, end = self.say_soon(samples)
+        while self._outgoing and not self.ended:
+            await self.sleep(FRAME_MS / 1000)
+        return start, end
+
+    async def press(self, digits: str, gap_s: float = 0.1) -> None:
+        """Send RFC 4733 key presses in order, with a pause between keys as a thumb would."""
+        for i, digit in enumerate(digits):
+            if self.ended:
+                return
+            if i:
+                await self.sleep(gap_s)
+            self.report.dtmf_sent_ms.append(int(self.now_ms()))
+            await self.sender.send_dtmf(digit)
+
+    async def wait_bot(self, since_ms: float, gap_s: float) -> bool:
+        """Until the bot has spoken after ``since_ms`` and then been quiet for ``gap_s``.
+
+        Returns False when the call ended first.
+        """
+        while not self.ended:
+            last = self.listener.last_loud_ms()
+            if last is not None and last >= since_ms and self.now_ms() - last >= gap_s * 1000:
+                return True
+            await self.sleep(0.02)
+        return False
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up when the call ends."""
+        try:
+            await asyncio.wait_for(self.dialog.ended.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def hangup(self) -> None:
+        await self.ua.bye(self.dialog)
+
+
 async def place_call(script: CallScript, user: str, password: str,
-                     server: tuple[str, int] = ("127.0.0.1", 5060), host: str = "127.0.0.1") -> CallReport:
+                     server: tuple[str, int] = ("127.0.0.1", 5060), host: str = "127.0.0.1",
+                     drive: Drive | None = None) -> CallReport:
+    """Call ``script.number`` and run ``drive`` on the answered call (default: ``script``'s
+    speak/keys/hang-up-when-quiet behaviour), bounded by ``script.max_seconds``."""
     ua = await SipUA(user, password, server, host).start()
     listener = Listener()
     endpoint = await RtpEndpoint.open(host, PCMU, listener.on_frame)
     try:
         resp, dialog = await ua.invite(script.number, audio_sdp(host, endpoint.local_address[1]),
-                                       timeout=script.max_seconds)
+                                       timeout=script.max_seconds, headers=script.headers)
         if not 200 <= resp.status < 300:
             return CallReport(False, resp.status, resp.start.split(" ", 2)[-1])
         listener.t0 = dialog.answered_at
         endpoint.remote = sdp_audio_address(dialog.remote_sdp)
         report = CallReport(True, resp.status, "OK")
-        await _converse(script, ua, dialog, endpoint, listener, report)
+        call = LiveCall(ua, dialog, endpoint, listener, report)
+        await _run(call, drive or (lambda c: _converse(script, c)), script.max_seconds)
         return report
     finally:
         endpoint.close()
         ua.close()
 
 
-async def _converse(script: CallScript, ua: SipUA, dialog, endpoint: RtpEndpoint, listener: Listener,
-                    report: CallReport) -> None:
-    sender = RtpSender(endpoint)
-    outgoing: deque[np.ndarray] = deque()
-    silence = np.zeros(PCMU.samples_per_frame, dtype=np.int16)
-    stop = asyncio.Event()
-    media = asyncio.create_task(sender.stream(lambda: outgoing.popleft() if outgoing else silence, stop))
-    t0 = dialog.answered_at
-    now_ms = lambda: (time.monotonic() - t0) * 1000
+async def _run(call: LiveCall, drive: Drive, max_seconds: float) -> None:
+    """Run the conversation, then hang up (if the bot has not) and fill in the report."""
+    report, listener = call.report, call.listener
+    call.start_media()
     try:
-        async with asyncio.timeout(script.max_seconds):
-            keys = asyncio.create_task(_press_keys(script, sender, t0, report))
-            try:
-                spoke_until = None
-                if script.audio is not None:
-                    await _wait_turn(script, dialog, listener, t0)
-                    if not dialog.ended.is_set():
-                        start = now_ms()
-                        outgoing.extend(sender.frames(script.audio))
-                        spoke_until = start + len(script.audio) / RATE * 1000
-                        report.caller_speech_ms = (int(start), int(spoke_until))
-                await _wait_end(script, dialog, listener, spoke_until, now_ms)
-            finally:
-                keys.cancel()
-    except TimeoutError:
-        pass
-    finally:
-        stop.set()
-        await media
-    if not dialog.ended.is_set():
-        await ua.bye(dialog)
-    report.hangup_by = "caller" if dialog.ended_by == "local" else "bot"
-    report.duration_s = round(time.monotonic() - t0, 3)
+        try:
+            async with asyncio.timeout(max_seconds):
+                await drive(call)
+        except TimeoutError:
+            report.timed_out = True
+    finally:  # also when ``drive`` failed: never leave the far end holding an open call
+        await call.stop_media()
+        if not call.ended:
+            await call.hangup()
+    report.hangup_by = "caller" if call.dialog.ended_by == "local" else "bot"
+    report.duration_s = round(time.monotonic() - call.t0, 3)
     report.bot_segments_ms = listener.segments()
     report.bot_audio_seconds = round(sum(loud for _, loud in listener.loud) * FRAME_MS / 1000, 2)
     first = next((t for t, loud in listener.loud if loud), None)
@@ -151,44 +233,52 @@ async def _converse(script: CallScript, ua: SipUA, dialog, endpoint: RtpEndpoint
     report.frame_ms = [t for t, _ in listener.loud]
 
 
-async def _wait_turn(script: CallScript, dialog, listener: Listener, t0: float) -> None:
+async def _converse(script: CallScript, call: LiveCall) -> None:
+    """The classic test call: say ``audio`` on cue, press the timed keys, hang up when quiet."""
+    keys = asyncio.create_task(_press_keys(script, call))
+    try:
+        spoke_until = None
+        if script.audio is not None:
+            await _wait_turn(script, call)
+            if not call.ended:
+                start, spoke_until = call.say_soon(script.audio)
+                call.report.caller_speech_ms = (int(start), int(spoke_until))
+        await _wait_end(script, call, spoke_until)
+    finally:
+        keys.cancel()
+
+
+async def _wait_turn(script: CallScript, call: LiveCall) -> None:
     """Wait until it is the caller's turn to speak."""
     if script.speak_at is not None:
-        delay = t0 + script.speak_at - time.monotonic()
+        delay = script.speak_at - call.now_ms() / 1000
         if delay > 0:
-            await _sleep_or_end(dialog, delay)
+            await call.sleep(delay)
         return
-    while not dialog.ended.is_set():  # after the greeting: heard audio, then a gap of silence
-        last = listener.last_loud_ms()
-        if last is not None and (time.monotonic() - t0) * 1000 - last >= script.greeting_gap_s * 1000:
+    while not call.ended:  # after the greeting: heard audio, then a gap of silence
+        last = call.listener.last_loud_ms()
+        if last is not None and call.now_ms() - last >= script.greeting_gap_s * 1000:
             return
-        await _sleep_or_end(dialog, 0.05)
+        await call.sleep(0.05)
 
 
-async def _wait_end(script: CallScript, dialog, listener: Listener, spoke_until: float | None, now_ms) -> None:
+async def _wait_end(script: CallScript, call: LiveCall, spoke_until: float | None) -> None:
     """Until the bot hangs up, or (after we spoke) the bot has been quiet for a while."""
-    while not dialog.ended.is_set():
-        if spoke_until is not None and now_ms() > spoke_until:
-            last = max(listener.last_loud_ms() or 0, spoke_until)
-            if now_ms() - last >= script.quiet_hangup_s * 1000:
+    while not call.ended:
+        if spoke_until is not None and call.now_ms() > spoke_until:
+            last = max(call.listener.last_loud_ms() or 0, spoke_until)
+            if call.now_ms() - last >= script.quiet_hangup_s * 1000:
                 return
-        await _sleep_or_end(dialog, 0.05)
+        await call.sleep(0.05)
 
 
-async def _press_keys(script: CallScript, sender: RtpSender, t0: float, report: CallReport) -> None:
+async def _press_keys(script: CallScript, call: LiveCall) -> None:
     for digit, at in sorted(script.dtmf, key=lambda d: d[1]):
-        delay = t0 + at - time.monotonic()
+        delay = at - call.now_ms() / 1000
         if delay > 0:
             await asyncio.sleep(delay)
-        report.dtmf_sent_ms.append(int((time.monotonic() - t0) * 1000))
-        await sender.send_dtmf(digit)
-
-
-async def _sleep_or_end(dialog, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(dialog.ended.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
+        call.report.dtmf_sent_ms.append(int(call.now_ms()))
+        await call.sender.send_dtmf(digit)
 
 
 class AgentPhone:
@@ -203,6 +293,7 @@ class AgentPhone:
         self.audio = audio
         self.host = host
         self.answered: list[str] = []  # call-ids
+        self.invites: list[SipMessage] = []  # what each call's INVITE said (caller id, headers)
         self.heard: list[np.ndarray] = []
         self._endpoints: list[RtpEndpoint] = []
 
@@ -213,6 +304,7 @@ class AgentPhone:
         return self
 
     async def _on_invite(self, incoming: IncomingCall) -> None:
+        self.invites.append(incoming.request)
         endpoint = await RtpEndpoint.open(self.host, PCMU, self.heard.append,
                                           remote=sdp_audio_address(incoming.remote_sdp))
         self._endpoints.append(endpoint)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -197,13 +198,21 @@ class SipUA(asyncio.DatagramProtocol):
         return resp.status
 
     async def invite(self, number: str, sdp: str, timeout: float = 30.0,
-                     on_provisional: Callable[[SipMessage], None] | None = None) -> tuple[SipMessage, Dialog]:
-        """Place a call; returns the final response and the dialog (answered when 2xx)."""
+                     on_provisional: Callable[[SipMessage], None] | None = None,
+                     headers: list[tuple[str, str]] | None = None) -> tuple[SipMessage, Dialog]:
+        """Place a call; returns the final response and the dialog (answered when 2xx).
+
+        ``headers`` are extra headers for the INVITE (e.g. ``X-Voicebot-Ref``), repeated on the
+        authenticated retry so the far end sees them whichever INVITE it accepts.
+        """
+        for name, value in headers or []:
+            if not re.fullmatch(r"[A-Za-z0-9!%'*+.^_`|~-]+", name) or any(c in value for c in "\r\n\0"):
+                raise ValueError(f"invalid SIP header {name!r}: {value[:40]!r}")
         domain = self.server[0]
         dialog = Dialog(call_id=os.urandom(8).hex(), local_uri=f"sip:{self.user}@{domain}",
                         remote_uri=f"sip:{number}@{domain}", local_tag=new_tag())
         uri = f"sip:{number}@{domain}:{self.server[1]}"
-        make = lambda cseq: self._request("INVITE", uri, dialog, cseq, body=sdp)
+        make = lambda cseq: self._request("INVITE", uri, dialog, cseq, body=sdp, extra=list(headers or []))
         resp = await self._authorized(make(dialog.cseq), dialog, make, timeout=timeout,
                                       on_provisional=on_provisional)
         if 200 <= resp.status < 300:

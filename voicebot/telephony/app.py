@@ -44,8 +44,7 @@ class VoicebotApp:
         if event.get("type") == "StasisStart":
             if channel.get("name", "").startswith("UnicastRTP/") or cid in self.calls:
                 return
-            args = event.get("args") or []
-            self._start_call(Call(self.ari, channel, args[0] if args else "", self.media_config, self.voice))
+            self._start_call(Call(self.ari, channel, event.get("args") or [], self.media_config, self.voice))
         elif cid in self.calls:
             self.calls[cid].deliver(event)
 

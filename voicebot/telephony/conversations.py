@@ -1,58 +1,239 @@
-"""What the bot does on a call until the dialogue engine is wired to the phone: greet, then
-listen and say back what it heard ("Jeg hørte: …"), turn after turn, until the caller says
-"farvel" or hangs up. Keypad presses are echoed too; silence is asked about, then ends the call.
+"""The phone conversation: the channel-agnostic dialogue engine driven by one call.
+
+``VoiceDialogue`` is the voice adapter around ``voicebot.dialogue``: it feeds the engine the call's
+events (utterance with its ASR confidence, key press, silence, hang-up) and performs the engine's
+actions — say (cached TTS or a recording), ask (with the keypad options and, where the engine
+supports it, the question's closed set of spoken answers), offer and send an SMS, transfer
+(with the queue status from AMI before a human transfer), end. Texts, limits and the goodbye rule
+are the engine's; this module adds only what a phone line needs. The conversation's record is
+written by one ``Recorder`` that observes every event and the actions it caused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from voicebot.dialogue.events import Digit, Silence, Utterance
-from voicebot.errors import EngineError
-from voicebot.telephony.app import Conversation
-from voicebot.telephony.call import HUMAN_TARGET, Call
+from voicebot.dialogue import (Action, Ask, Conversation, End, Hangup, OfferSms, QueueUnavailable, Say,
+                               SendSms, Silence, Transfer, Utterance)
+from voicebot.privacy import danish_mobile, redact
+from voicebot.store.recorder import transfer_outcome
+from voicebot.telephony.call import HUMAN_TARGET, Call, CallerGone
+
+if TYPE_CHECKING:
+    from voicebot.dialogue.runtime import DialogueRuntime
+    from voicebot.telephony.ami import AmiClient
 
 log = logging.getLogger("voicebot.conversation")
 
-GOODBYE_WORDS = re.compile(r"\b(farvel|hej hej|vi ses|tak for nu)\b", re.IGNORECASE)
-
-# Danish lines of the echo conversation (greeting and goodbye are config prompts)
-HEARD = "Jeg hørte: {text}."
-NOT_HEARD = "Undskyld, det hørte jeg ikke. Prøv at sige det igen."
-PRESSED = "Du trykkede {digit}."
-STILL_THERE = "Er du der stadig? Sig, hvad du ringer om."
-TO_HUMAN = "Der er desværre en teknisk fejl. Jeg stiller dig videre til en medarbejder."
+YES = ("ja", "ja tak", "ja gerne", "jo")
+NO = ("nej", "nej tak")
+SCORE_WORDS = {"1": ("en", "et"), "2": ("to",), "3": ("tre",), "4": ("fire",), "5": ("fem",)}
+CLOSED_KINDS = ("sms", "confirm_transfer", "confirm_topic", "clarify", "menu", "survey")
 
 
-def echo(turn_timeout: float = 60.0) -> Conversation:
-    async def converse(call: Call) -> None:
-        await call.say_prompt("greeting")
-        silences = 0
-        while True:
-            try:
-                event = await call.next_event(timeout=turn_timeout)
-            except asyncio.TimeoutError:
-                event = Silence(turn_timeout)
-            except EngineError:
-                await call.say(TO_HUMAN)
-                await call.hand_back(HUMAN_TARGET, outcome="failed")
+@dataclass
+class VoiceDialogueConfig:
+    human_queue: str = "borgerservice"  # the queue behind HUMAN_TARGET (dialplans/00-globals.conf)
+    turn_timeout_s: float = 30.0
+    queue_status_timeout_s: float = 0.5
+
+
+class VoiceDialogue:
+    """One instance serves every call (``await dialogue(call)``); per-call state lives in ``_Turns``."""
+
+    def __init__(self, runtime: DialogueRuntime, *, store: Any = None, ami: AmiClient | None = None,
+                 config: VoiceDialogueConfig | None = None, salt: bytes | None = None,
+                 on_sms_queued: Callable[[], None] | None = None) -> None:
+        self.runtime = runtime
+        self.store = store
+        self.ami = ami
+        self.config = config or VoiceDialogueConfig()
+        self.salt = salt
+        self.on_sms_queued = on_sms_queued  # wakes the SMS dispatcher
+
+    async def __call__(self, call: Call) -> None:
+        await _Turns(self, call).run()
+
+
+class _Turns:
+    """The conversation on one call."""
+
+    def __init__(self, owner: VoiceDialogue, call: Call) -> None:
+        self.owner = owner
+        self.call = call
+        self.conv = Conversation("voice", call.id, can_sms=danish_mobile(call.caller) is not None,
+                                 human_open=call.human_open, clock=call.clock)
+        self.recorder = None
+        if owner.store is not None:
+            from voicebot.store.recorder import Recorder
+
+            self.recorder = Recorder(owner.store, channel="voice", tenant=call.tenant, caller=call.caller,
+                                     ref=call.ref, salt=owner.salt)
+        self.answering = False  # an article answer is playing: a hang-up now means "abandoned"
+        self.handed_back = False
+        self.request = ""  # what the caller asked (the text the matcher read), for the agent
+
+    async def run(self) -> None:
+        conv, engine = self.conv, self.owner.runtime.engine
+        outcome: str | None = None
+        try:
+            greeting = engine.start(conv)
+            await self._observe(None, greeting)
+            await self.perform(greeting, time.monotonic())
+            while not conv.ended and not self.handed_back:
+                event, timings = await self._next_event()
+                started = time.monotonic()
+                actions = await asyncio.to_thread(self.owner.runtime.engine.handle, conv, event)
+                timings["match_ms"] = int((time.monotonic() - started) * 1000)
+                if isinstance(event, Utterance) and conv.last_result is not None:
+                    self.request = event.text
+                await self._observe(event, actions, timings)
+                await self.perform(actions, started)
+        except CallerGone:
+            outcome = "abandoned" if self.answering else None
+            self.owner.runtime.engine.handle(conv, Hangup())
+            raise
+        except Exception:
+            outcome = "failed"
+            raise
+        finally:
+            if self.recorder is not None:
+                await asyncio.to_thread(self.recorder.close, conv, outcome)
+
+    async def _next_event(self) -> tuple[object, dict[str, int]]:
+        timeout = self.owner.config.turn_timeout_s
+        try:
+            event, timings = await self.call.next_event(timeout=timeout)
+        except TimeoutError:
+            return Silence(timeout), {}
+        return event, dict(timings)
+
+    async def _observe(self, event, actions: list[Action], timings: dict[str, int] | None = None) -> None:
+        if self.recorder is not None:
+            await asyncio.to_thread(self.recorder.turn, event, actions, self.conv, timings)
+
+    # ---- performing actions --------------------------------------------------------------------
+    async def perform(self, actions: list[Action], started: float) -> None:
+        """Perform the engine's actions in order. A barge-in flushes what was still to be said;
+        transfers and the end are still carried out."""
+        call, first_audio = self.call, True
+        call.ear.expect(None)
+        await self._publish_state(actions)
+        flushed = False
+        for action in actions:
+            if isinstance(action, (Say, Ask, OfferSms)):
+                if isinstance(action, (Ask, OfferSms)):
+                    call.ear.expect(closed_choices(action))
+                if flushed:
+                    continue
+                if first_audio:
+                    first_audio = False
+                    self._timing(first_audio_ms=int((time.monotonic() - started) * 1000))
+                text = action.prompt if isinstance(action, OfferSms) else action.text
+                recording = action.recording if isinstance(action, Say) else None
+                self.answering = isinstance(action, Say) and action.article_id is not None
+                played = await call.say(text, recording)
+                self.answering = False
+                flushed = played.interrupted
+            elif isinstance(action, SendSms):
+                await self._send_sms(action)
+            elif isinstance(action, Transfer):
+                await self._transfer(action)
                 return
-            if isinstance(event, Utterance):
-                silences = 0
-                if GOODBYE_WORDS.search(event.text):
-                    break
-                await call.say(HEARD.format(text=event.text.strip().rstrip(".")) if event.text.strip() else NOT_HEARD)
-            elif isinstance(event, Digit):
-                silences = 0
-                await call.say(PRESSED.format(digit=event.digit))
-            elif isinstance(event, Silence):
-                silences += 1
-                if silences >= call.voice.config.max_no_input:
-                    break
-                await call.say(STILL_THERE)
-        await call.say_prompt("goodbye")
-        await call.hangup("resolved")
+            elif isinstance(action, End):
+                await call.hangup(self.conv.outcome)
+                return
 
-    return converse
+    def _timing(self, **ms: int) -> None:
+        if self.recorder is not None:
+            self.recorder.add_timing(**ms)
+
+    async def _send_sms(self, action: SendSms) -> None:
+        if self.owner.store is None:
+            log.warning("sms not queued: no store", extra={"channel": self.call.id})
+            return
+        from voicebot.sms.dispatcher import queue_for_caller
+
+        conversation_id = self.recorder.conversation_id if self.recorder is not None else None
+        queued = await asyncio.to_thread(queue_for_caller, self.owner.store, conversation_id, self.call.caller,
+                                         action.sms_text, action.article_id)
+        if queued is not None:
+            log.info("sms queued", extra={"channel": self.call.id, "about": action.article_id})
+            if self.owner.on_sms_queued is not None:
+                self.owner.on_sms_queued()
+
+    async def _transfer(self, action: Transfer) -> None:
+        call, conv = self.call, self.conv
+        if action.target == HUMAN_TARGET and action.is_open is not False:
+            info = await self._queue_status()
+            if info is not None and info.logged_in == 0:
+                event = QueueUnavailable(action.department)
+                more = self.owner.runtime.engine.handle(conv, event)
+                await self._observe(event, more)
+                await self.perform(more, time.monotonic())
+                return
+            from voicebot.telephony.ami import queue_sentence
+
+            sentence = queue_sentence(info)
+            if sentence:
+                log.info("queue status said", extra={"channel": call.id, "sentence": sentence})
+                await call.say(sentence)
+        topic = (conv.last_intent or action.department).split("-")[0].upper()
+        summary = redact(self.request)[:80]
+        self.handed_back = True
+        await call.hand_back(action.target, outcome=transfer_outcome(action.target), variables={
+            "VOICEBOT_INTENT": conv.last_intent or action.department, "VOICEBOT_TOPIC": topic,
+            "VOICEBOT_OUTCOME": "transferred", "VOICEBOT_SUMMARY": summary, "VOICEBOT_STATE": "transferred"})
+
+    async def _queue_status(self):
+        ami = self.owner.ami
+        if ami is None:
+            return None
+        try:
+            return await asyncio.wait_for(ami.queue_status(self.owner.config.human_queue,
+                                                           timeout=self.owner.config.queue_status_timeout_s),
+                                          self.owner.config.queue_status_timeout_s + 0.05)
+        except (TimeoutError, OSError) as exc:
+            log.info("queue status unavailable", extra={"channel": self.call.id, "error": type(exc).__name__})
+            return None
+
+    async def _publish_state(self, actions: list[Action]) -> None:
+        """Where the call is, for ops (``core show channel``) and wallboards (AMI UserEvent)."""
+        conv = self.conv
+        state = ("ended" if conv.ended else "transferring" if any(isinstance(a, Transfer) for a in actions)
+                 else conv.pending.kind if conv.pending else "listening")
+        intent = conv.last_intent or "none"
+        await self.call.set_variables(VOICEBOT_STATE=state, VOICEBOT_INTENT=intent)
+        if self.owner.ami is not None:
+            await self.owner.ami.user_event("VoicebotTurn", Channel=self.call.id, Tenant=self.call.tenant,
+                                            State=state, Intent=intent)
+
+
+def closed_choices(action: Ask | OfferSms) -> list | None:
+    """The spoken answers a question allows, for recognizers that score closed sets; every set
+    also allows asking for a person and for a repeat. None: free speech."""
+    from voicebot.speech.asr import Choice
+
+    if isinstance(action, OfferSms):
+        options_keys: list[tuple[str, tuple[str, ...]]] = [("yes", YES), ("no", NO)]
+    elif action.kind not in CLOSED_KINDS or not action.options:
+        return None
+    else:
+        options_keys = []
+        for option in action.options:
+            if option.key == "yes":
+                options_keys.append(("yes", YES))
+            elif option.key == "no":
+                options_keys.append(("no", NO))
+            elif option.key in SCORE_WORDS:
+                options_keys.append((option.key, SCORE_WORDS[option.key]))
+            else:
+                options_keys.append((option.key, (option.label.lower(),)))
+    choices = [Choice(key, phrases) for key, phrases in options_keys]
+    choices += [Choice("human", ("medarbejder",)), Choice("repeat", ("gentag",))]
+    return choices

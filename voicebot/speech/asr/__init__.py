@@ -14,6 +14,9 @@ Danish default; ``vosk``: streaming Kaldi with partials). The call handler uses:
         if isinstance(event, NoInput): ...
     listener.partial                                  # live partial text (streaming engines)
     listener.reset()                                  # when a prompt ends: restart the no-input timer
+    listener.expect([Choice("yes", ("ja", "jo")), Choice("no", ("nej",))])  # a closed question:
+                                                      # result().text is "ja"/"nej"/"" (none)
+    listener.expect(None)                             # back to free transcription
 
 Without the VAD: ``recognizer = create_recognizer(settings, rate)``, ``recognizer.push(samples)``,
 ``await recognizer.finish()``. One-shot: ``await transcribe(settings, samples, rate)``.
@@ -28,12 +31,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream
+from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, Choice, ClosedResult
 from voicebot.speech.asr.config import ENGINES, AsrConfig
 from voicebot.speech.asr.pool import get_pool, run_in_pool
 from voicebot.speech.asr.recognizer import Listener, Recognizer
 
-__all__ = ["ENGINES", "AsrConfig", "AsrEngine", "AsrResult", "AsrStream", "Listener", "Recognizer",
+__all__ = ["ENGINES", "AsrConfig", "AsrEngine", "AsrResult", "AsrStream", "Choice", "ClosedResult",
+           "Listener", "Recognizer",
            "create_listener", "create_recognizer", "engine_class", "load_engine", "transcribe"]
 
 _engines: dict[tuple, AsrEngine] = {}

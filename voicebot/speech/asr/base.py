@@ -4,6 +4,10 @@ An engine opens one ``AsrStream`` per utterance: ``accept(samples)`` as audio ar
 engine decodes there and returns its partial text; a segment engine just buffers) and ``finish()``
 for the final ``AsrResult``. ``SegmentStream`` adapts any engine that can only ``decode`` a whole
 utterance (faster-whisper) to this interface; the VAD endpointer decides where utterances end.
+
+Closed questions (yes/no, "pas eller kørekort?", a survey 1-5) are better served by scoring only
+the expected answers against the audio than by free transcription: an engine that can do so sets
+``closed_sets`` and implements ``score_choices``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,39 @@ class AsrResult:
         return self.decode_s / self.audio_s if self.audio_s > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Choice:
+    """One expected answer to a closed question: ``key`` for the caller, ``phrases`` as spoken
+    (Danish words, digits written as words), e.g. ``Choice("yes", ("ja", "jo", "ja tak"))``."""
+
+    key: str
+    phrases: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.phrases, str):  # Choice("pas", "pas") would iterate characters
+            object.__setattr__(self, "phrases", (self.phrases,))
+        elif not isinstance(self.phrases, tuple):
+            object.__setattr__(self, "phrases", tuple(self.phrases))
+        if not self.key or not any(p.strip() for p in self.phrases):
+            raise ValueError(f"choice {self.key!r}: needs a key and at least one phrase")
+
+
+@dataclass(frozen=True)
+class ClosedResult:
+    """Which choice the audio matched. ``key`` None: none of them (silence or another answer)."""
+
+    key: str | None
+    text: str                  # the best phrase of the chosen choice, "" when key is None
+    confidence: float          # 0..1: the winner's share, "none of them" included
+    scores: dict[str, float]   # per choice key (and "" for none): evidence in nats
+    elapsed_s: float
+
+    def as_asr_result(self, audio_s: float, engine: str = "") -> AsrResult:
+        """The answer as an ordinary transcript, so the dialogue needs no closed-set logic."""
+        return AsrResult(self.text, self.confidence if self.text else 0.0, audio_s, self.elapsed_s,
+                         engine)
+
+
 class AsrStream(abc.ABC):
     """One utterance being recognized. Not thread-safe: one caller at a time."""
 
@@ -47,6 +84,7 @@ class AsrEngine(abc.ABC):
 
     name: ClassVar[str] = "base"
     streaming: ClassVar[bool] = False     # partials while audio arrives?
+    closed_sets: ClassVar[bool] = False   # can score_choices?
     config_class: ClassVar[type] = object
 
     def __init__(self, config: Any, vocabulary: Sequence[str] = (), workers: int = 1) -> None:
@@ -68,6 +106,11 @@ class AsrEngine(abc.ABC):
         stream = self.open_stream(rate)
         stream.accept(samples)
         return stream.finish()
+
+    def score_choices(self, samples: np.ndarray, rate: int, choices: Sequence[Choice]) -> ClosedResult:
+        """Pick which of ``choices`` a whole utterance is, or none (blocking; thread-safe).
+        Only engines with ``closed_sets`` implement it."""
+        raise NotImplementedError(f"the {self.name} engine cannot score closed sets")
 
 
 class SegmentEngine(AsrEngine):

@@ -14,6 +14,7 @@ from typing import Any
 ENGINES = {
     "whisper": "voicebot.speech.asr.whisper",
     "vosk": "voicebot.speech.asr.vosk",
+    "script": "voicebot.speech.asr.script",  # the declared test recognizer (tests only)
 }
 
 
@@ -23,10 +24,16 @@ class AsrConfig:
     workers: int = 0                 # decoding threads; 0 = one per CPU core
     whisper: dict[str, Any] = dataclasses.field(default_factory=dict)
     vosk: dict[str, Any] = dataclasses.field(default_factory=dict)
+    script: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine: unknown engine {self.engine!r} (known: {', '.join(ENGINES)})")
+        if self.engine == "script":
+            from voicebot.speech.asr.script import ALLOW_ENV, allowed
+
+            if not allowed():
+                raise ValueError(f"engine: 'script' is the test recognizer; it runs only with {ALLOW_ENV}=1")
         if self.workers < 0:
             raise ValueError("workers: must be 0 (one per core) or more")
 

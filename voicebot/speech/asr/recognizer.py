@@ -1,5 +1,10 @@
 """The async face of ASR for the event loop: ``Recognizer`` (push / finish) and ``Listener``
 (VAD endpointer + recognizer). Everything heavy runs in the bounded decoding pool.
+
+A closed question is announced with ``Listener.expect(choices)``: while it is set, an engine
+with ``closed_sets`` scores each ended utterance against the choices instead of transcribing it,
+and ``result()`` returns the chosen phrase as the text ("" for none of them), so the dialogue
+reads "ja"/"nej"/"pas" as if it had been transcribed. Other engines transcribe as before.
 """
 
 from __future__ import annotations
@@ -7,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import logging
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
-from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream
+from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, Choice
 from voicebot.speech.endpointer import Endpointer, Event, SpeechDiscarded, SpeechStarted, UtteranceEnded
+
+log = logging.getLogger(__name__)
 
 
 class _Utterance:
@@ -34,6 +43,16 @@ class PendingResult:
 
     def __await__(self):
         return self._recognizer._complete(self._utterance).__await__()
+
+
+class ClosedPending:
+    """An ended utterance to score against a closed set; ``await`` it for the result."""
+
+    def __init__(self, recognizer: Recognizer, samples: np.ndarray, choices: tuple[Choice, ...]) -> None:
+        self._recognizer, self._samples, self._choices = recognizer, samples, choices
+
+    def __await__(self):
+        return self._recognizer._score(self._samples, self._choices).__await__()
 
 
 class Recognizer:
@@ -99,6 +118,20 @@ class Recognizer:
         """The final result of everything pushed since the last finish/reset."""
         return await self.detach()
 
+    def score(self, samples: np.ndarray, choices: Sequence[Choice]) -> ClosedPending:
+        """Score one whole utterance against ``choices`` (the engine must have ``closed_sets``);
+        await the returned object for an ``AsrResult`` whose text is the chosen phrase."""
+        return ClosedPending(self, np.asarray(samples, dtype=np.int16), tuple(choices))
+
+    async def _score(self, samples: np.ndarray, choices: tuple[Choice, ...]) -> AsrResult:
+        loop = asyncio.get_running_loop()
+        closed = await loop.run_in_executor(self.pool, self.engine.score_choices, samples, self.rate, choices)
+        if closed.key is None and len(samples):
+            # none of the expected answers: the caller may have said something new ("ja, og
+            # hvad med mit kørekort?"), so transcribe it freely rather than lose it
+            return await loop.run_in_executor(self.pool, self.engine.transcribe, samples, self.rate)
+        return closed.as_asr_result(len(samples) / self.rate, self.engine.name)
+
     async def _complete(self, utt: _Utterance | None) -> AsrResult:
         empty = AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
         if utt is None:
@@ -125,7 +158,28 @@ class Listener:
 
     def __init__(self, endpointer: Endpointer, recognizer: Recognizer) -> None:
         self.endpointer, self.recognizer = endpointer, recognizer
-        self._ended: collections.deque[PendingResult] = collections.deque()
+        self._ended: collections.deque[PendingResult | ClosedPending] = collections.deque()
+        self._choices: tuple[Choice, ...] | None = None
+
+    def expect(self, choices: Sequence[Choice] | None) -> None:
+        """Score the next utterances against ``choices`` (a closed question) until changed;
+        ``None`` or empty: transcribe freely. Ignored by engines without ``closed_sets``.
+        A malformed set (a phrase in two choices) is logged and falls back to transcription,
+        so the call goes on."""
+        from voicebot.speech.asr.closed import build_candidates
+
+        self._choices = tuple(choices) if choices else None
+        if self._choices:
+            try:
+                build_candidates(self._choices)
+            except ValueError as exc:
+                log.warning("closed set ignored, transcribing instead: %s", exc)
+                self._choices = None
+
+    @property
+    def expecting(self) -> tuple[Choice, ...] | None:
+        """The closed set in force, if the engine can score it."""
+        return self._choices if self._choices and self.recognizer.engine.closed_sets else None
 
     @property
     def partial(self) -> str:
@@ -145,6 +199,11 @@ class Listener:
             elif isinstance(event, SpeechDiscarded):
                 rec.reset()
             elif isinstance(event, UtteranceEnded):
+                choices = self.expecting
+                if choices:
+                    rec.reset()
+                    self._ended.append(rec.score(event.samples, choices))
+                    continue
                 if not rec.streaming:
                     rec.reset()
                     rec.push(event.samples)

@@ -3,6 +3,7 @@
 Decoding settings follow DESIGN.md §5: int8, beam search, no temperature fallback (it pushed RTF
 above 1), a short natural-sentence prompt rather than a word list (lists leak into transcripts),
 ``no_repeat_ngram_size`` and a repeat check, and guards against text hallucinated on silence.
+Closed questions are scored, not transcribed (``score_choices``, see closed.py).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
+from collections.abc import Sequence
 
 import numpy as np
 
 from voicebot.errors import EngineError
-from voicebot.speech.asr.base import SegmentEngine
+from voicebot.speech.asr.base import Choice, ClosedResult, SegmentEngine
 from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
 from voicebot.speech.asr.whisper_window import short_window
 from voicebot.speech.audio import resample
@@ -40,6 +43,8 @@ class WhisperConfig:
     compression_ratio_max: float = 2.4
     max_chars_per_second: float = 30.0
     window_pad_s: float = 5.0         # encode speech + this much padding, not 30 s (0: stock)
+    closed_pad_s: float = 2.0         # closed sets: encode speech + this much padding
+    closed_none_score: float = 3.0    # closed sets: evidence (nats) "none of them" gets
 
     def validate(self) -> None:
         if self.beam_size < 1:
@@ -48,11 +53,14 @@ class WhisperConfig:
             raise ValueError("no_speech_max: must be in (0, 1]")
         if self.cpu_threads < 0 or self.hotwords_max < 0 or self.no_repeat_ngram_size < 0:
             raise ValueError("cpu_threads, hotwords_max, no_repeat_ngram_size: must not be negative")
+        if not 0 <= self.closed_pad_s <= 25:
+            raise ValueError("closed_pad_s: must be between 0 and 25 seconds")
 
 
 class WhisperEngine(SegmentEngine):
     name = "whisper"
     streaming = False
+    closed_sets = True
     config_class = WhisperConfig
 
     def __init__(self, config: WhisperConfig, vocabulary=(), workers: int = 1) -> None:
@@ -71,6 +79,8 @@ class WhisperEngine(SegmentEngine):
             raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
         words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
         self.hotwords = " ".join(words) or None
+        self._scorer = None
+        self._scorer_lock = threading.Lock()
 
     @classmethod
     def uses_vocabulary(cls, config: WhisperConfig) -> bool:
@@ -103,6 +113,21 @@ class WhisperEngine(SegmentEngine):
             return "", 0.0
         mean = sum(w * lp for w, lp in zip(weights, logprobs)) / sum(weights)
         return text, float(math.exp(mean))
+
+    def score_choices(self, samples: np.ndarray, rate: int, choices: Sequence[Choice]) -> ClosedResult:
+        """Teacher-forced scoring of the expected answers (closed.py); thread-safe."""
+        audio = resample(samples, rate, RATE).astype(np.float32) / 32768.0
+        return self._closed_scorer().score(audio, choices)
+
+    def _closed_scorer(self):
+        with self._scorer_lock:
+            if self._scorer is None:
+                from voicebot.speech.asr.closed import WhisperChoiceScorer
+
+                c = self.config
+                self._scorer = WhisperChoiceScorer(self.model, c.language, c.closed_pad_s,
+                                                   c.closed_none_score)
+            return self._scorer
 
     def _keep(self, seg) -> str:
         """The segment's text, or '' when it looks hallucinated."""

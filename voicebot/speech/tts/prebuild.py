@@ -117,3 +117,19 @@ def _playable(path: Path, rate: int) -> bool:
         log.warning("recording not playable; its text is synthesized instead",
                     extra={"file": str(path), "error": str(exc)})
         return False
+
+
+def prebuild_for_calls(settings, engine, cache: TTSCache) -> BuildReport:
+    """Synthesize every line the dialogue ``engine`` may say into the call-rate ``cache`` (what
+    ``voicebot serve`` does at start-up and before a knowledge reload switches over)."""
+    from voicebot.speech.tts.speech_out import fixed_prompts, prompt_recordings
+
+    prompts = fixed_prompts(settings)
+    recordings = prompt_recordings(settings, prompts)
+    recorded = {normalize_text(prompts[name]): path for name, path in recordings.items()}
+    articles = {normalize_text(a.answer_voice): a.recording for a in engine.kb.articles if a.recording}
+    items = [SpokenText("dialogue", line, recorded.get(normalize_text(line)) or articles.get(normalize_text(line)))
+             for line in engine.known_lines()]
+    report = prebuild(dedupe(items), [cache], jobs=2, progress=False)
+    log.info("prompts ready", extra={"summary": report.summary()})
+    return report

@@ -2,7 +2,7 @@
 
 The call handler holds one ``SpeechOut`` per call rate (shared by all calls at that rate) and asks
 ``await speech.audio_for(text, recording)`` for every article answer, or
-``await speech.prompt("greeting")`` for a fixed prompt from config. Recordings named in an article
+``await speech.prompt("greeting_voice")`` for a fixed line of the dialogue. Recordings named in an article
 or in ``speech.tts.recordings`` win over TTS; a recording that cannot be read is logged and the
 text is synthesized instead, so the caller still hears the answer.
 """
@@ -19,7 +19,7 @@ import numpy as np
 
 from voicebot.errors import ConfigError
 from voicebot.speech.tts.base import PathResolver
-from voicebot.speech.tts.cache import TTSCache
+from voicebot.speech.tts.cache import TTSCache, normalize_text
 from voicebot.speech.tts.factory import create_tts_cache, tts_config
 from voicebot.speech.tts.recordings import RecordingError, load_recording
 
@@ -42,6 +42,9 @@ class SpeechOut:
         self.recordings = dict(recordings or {})
         self.resolve = resolve
         self._loaded: OrderedDict[tuple[Path, int, int], np.ndarray] = OrderedDict()
+        # a fixed line said by the dialogue plays its recording when one is configured
+        self._recording_of = {normalize_text(self.prompts[name]): path for name, path in self.recordings.items()
+                              if name in self.prompts}
 
     def prepare(self) -> None:
         """Load the engine's model now (blocking), so the first uncached text is not slow."""
@@ -52,6 +55,7 @@ class SpeechOut:
 
         Raises ``EngineError`` only when synthesis is needed and fails.
         """
+        recording = recording or self._recording_of.get(normalize_text(text))
         if recording is not None:
             samples = await asyncio.to_thread(self.recording_audio, recording)
             if samples is not None:
@@ -84,21 +88,15 @@ class SpeechOut:
 
 
 def fixed_prompts(settings: Settings) -> dict[str, str]:
-    """Every fixed text under ``prompts`` in config, by dotted name (templates with ``{}`` left out)."""
-    out: dict[str, str] = {}
+    """Every fixed line of the dialogue (``voicebot/dialogue/texts.py``, overridable under
+    ``dialogue:``), by name; templates with ``{}`` are left out (they are synthesized when used)."""
+    import dataclasses
 
-    def walk(value: Any, name: str) -> None:
-        if isinstance(value, dict):
-            for key, sub in value.items():
-                walk(sub, f"{name}.{key}" if name else str(key))
-        elif isinstance(value, list):
-            for i, sub in enumerate(value):
-                walk(sub, f"{name}[{i}]")
-        elif isinstance(value, str) and value.strip() and "{" not in value:
-            out[name] = value
+    from voicebot.dialogue.texts import DialogueTexts
 
-    walk(settings.data.get("prompts") or {}, "")
-    return out
+    texts = settings.section("dialogue", DialogueTexts)
+    return {f.name: value for f in dataclasses.fields(texts)
+            if isinstance(value := getattr(texts, f.name), str) and value.strip() and "{" not in value}
 
 
 def prompt_recordings(settings: Settings, prompts: Mapping[str, str]) -> dict[str, Path]:
