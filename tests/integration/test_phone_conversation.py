@@ -19,8 +19,8 @@ import pytest
 from tests.integration.telephony import (CLOSED_TIME, OPEN_TIME, PBX, BotProcess, cli, set_clock, sip_password,
                                          wait_for)
 from voicebot.config import PROJECT_ROOT
-from voicebot.sip.caller import RATE, AgentPhone, CallScript, place_call
-from voicebot.sip.script import Step, call_headers, espeak_tts, new_ref, render, run_steps
+from voicebot.sip.caller import RATE, AgentPhone
+from voicebot.sip.script import Step, espeak_tts, new_ref, render, run_script
 
 pytestmark = pytest.mark.integration
 
@@ -55,10 +55,8 @@ def _tts(text: str) -> np.ndarray:
 
 async def _scripted(script: list[Step], caller: str, timeout: float):
     ref = new_ref()
-    headers = call_headers(script, ref) + [("P-Asserted-Identity", f"<sip:{caller}@127.0.0.1>")]
-    audio = render(script, _tts)
-    report = await place_call(CallScript(MAIN, max_seconds=timeout, headers=headers), "softphone",
-                              sip_password(), drive=lambda call: run_steps(script, audio, call))
+    report = await run_script(script, render(script, _tts), MAIN, "softphone", sip_password(), ref=ref,
+                              timeout=timeout, caller_id=caller)
     return ref, report
 
 

@@ -65,10 +65,10 @@ def test_espeak_speaks_danish(tmp_path):
 @pytest.mark.parametrize("rate", [8000, 16000])
 async def test_espeak_through_speech_out_at_the_call_rate(tmp_path, rate):
     speech = create_speech_out(settings_for(tmp_path, "espeak"), rate)
-    samples = await speech.prompt("greeting")
-    assert_plausible_speech(samples, rate, speech.prompts["greeting"])
+    samples = await speech.prompt("greeting_voice")
+    assert_plausible_speech(samples, rate, speech.prompts["greeting_voice"])
     assert speech.cache.misses == 1
-    await speech.prompt("greeting")
+    await speech.prompt("greeting_voice")
     assert speech.cache.hits == 1
 
 

@@ -91,3 +91,69 @@ def test_cli_chat_once(capsys):
     assert main(["chat", "--once", "Jeg har mistet mit pas"]) == 0
     out = capsys.readouterr().out
     assert "politi" in out and "Læs mere: https://" in out
+
+
+# ---- the same flows as the phone, over HTTP, with the record they leave -------------------------
+
+@pytest.fixture
+async def recorded(service, tmp_path):
+    """A chat service sharing the loaded knowledge, writing records to a real SQLite file."""
+    from voicebot.chat.service import ChatService
+    from voicebot.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "chat.db")
+    svc = ChatService(service.settings, service.runtime, store)
+    app = web.Application()
+    add_chat_routes(app, svc)
+    async with TestClient(TestServer(app)) as c:
+        yield c, store, svc
+    store.close()
+
+
+async def _say(client, sid, message):
+    body = await (await client.post("/api/chat", json={"session_id": sid, "message": message})).json()
+    return body
+
+
+async def test_chat_answer_then_survey_is_stored(recorded):
+    client, store, _ = recorded
+    assert (await _say(client, "flow-1", "Jeg har mistet mit pas"))["intent"] == "pas-mistet"
+    body = await _say(client, "flow-1", "tak for hjælpen")
+    assert body["reply"]["options"] == ["1", "2", "3", "4", "5"] and not body["ended"]
+    body = await _say(client, "flow-1", "4")
+    assert body["ended"]
+    record = store.recent(1)[0].as_dict()
+    assert record["channel"] == "chat" and record["survey"] == 4 and record["outcome"] == "resolved"
+    assert [t["decision"] for t in record["turns"]] == ["answer", "survey", "survey"]
+
+
+async def test_chat_clarify_by_option(recorded, monkeypatch):
+    client, store, svc = recorded
+    from voicebot.nlu.matcher import MatchResult
+
+    ask = MatchResult("pas", 0.5, 0.01, "ask", (("pas", 2.0), ("pas-mistet", 1.99)))
+    original = svc.runtime.engine.matcher.match
+    monkeypatch.setattr(svc.runtime.engine.matcher, "match", lambda text: ask if text == "pas" else original(text))
+    body = await _say(client, "flow-2", "pas")
+    options = body["reply"]["options"]
+    assert len(options) == 2 and "pas" in options[0].lower()
+    body = await _say(client, "flow-2", options[1])  # the widget sends the option's label
+    assert body["intent"] == "pas-mistet"
+
+
+async def test_chat_transfer_gives_contact_information(recorded):
+    client, store, svc = recorded
+    body = await _say(client, "flow-3", "Jeg vil gerne tale med en medarbejder")
+    assert "33 66 33 66" in body["reply"]["text"]
+    svc.close_all()
+    record = store.recent(1)[0].as_dict()
+    assert record["outcome"] == "transferred:human-queue" and record["turns"][0]["decision"] == "transfer"
+
+
+async def test_cpr_typed_in_the_chat_never_reaches_the_database(recorded, tmp_path):
+    client, store, svc = recorded
+    await _say(client, "flow-4", "Mit cpr nummer er 010190-1234 og jeg har mistet mit pas")
+    svc.close_all()
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("chat.db*"))
+    assert b"010190" not in stored and b"1234" not in stored
+    assert "[CPR]" in store.recent(1)[0].as_dict()["turns"][0]["heard"]

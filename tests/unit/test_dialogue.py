@@ -8,7 +8,7 @@ import pytest
 
 from voicebot.config import load_settings
 from voicebot.dialogue import (Ask, ChatMessage, Conversation, DialogueEngine, Digit, End, Hangup,
-                               OfferSms, Say, SendSms, Silence, Transfer, Utterance)
+                               OfferSms, SendSms, Silence, Transfer, Utterance)
 from voicebot.knowledge import load_for_settings
 from voicebot.nlu import matcher_for_settings
 

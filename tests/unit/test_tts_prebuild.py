@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +14,7 @@ from voicebot.speech.audio import read_wav, write_wav
 from voicebot.speech.tts.cache import TTSCache
 from voicebot.speech.tts.fake import FakeTTS
 from voicebot.speech.tts import fixed_prompts
-from voicebot.speech.tts.prebuild import SpokenText, article_texts, dedupe, prebuild, prompt_texts
-
-
-@dataclasses.dataclass
-class FakeArticle:
-    id: str
-    answer_voice: str
-    recording: Path | None = None
-    followups: dict = dataclasses.field(default_factory=dict)
+from voicebot.speech.tts.prebuild import SpokenText, dedupe, prebuild, prompt_texts
 
 
 def caches(tmp_path, engine):
@@ -74,14 +64,6 @@ def test_a_failing_text_is_reported_and_the_rest_built(tmp_path):
     assert report.synthesized == 1 and report.failed == ["article x: fake failure"]
 
 
-def test_articles_give_answers_and_followups():
-    arts = [FakeArticle("pas", "Om pas.", followups={"pris": "Det koster 627 kr."}),
-            FakeArticle("affald", "Om affald.", recording=Path("/x/affald.wav"))]
-    items = article_texts(arts)
-    assert [i.source for i in items] == ["article pas", "article pas followup pris", "article affald"]
-    assert items[2].recording == Path("/x/affald.wav")
-
-
 def test_dedupe_keeps_one_per_text_and_drops_empty():
     items = prompt_texts({"a": "Hej  der", "b": "Hej der", "c": " "}, {})
     assert [i.source for i in dedupe(items)] == ["prompt a"]
@@ -95,12 +77,15 @@ def site(tmp_path):
 
 
 @pytest.mark.skipif(not shutil.which("espeak-ng"), reason="espeak-ng (Debian package) is not installed")
-def test_cli_build_then_say(site, tmp_path, capsys, monkeypatch):
-    arts = [FakeArticle("pas", "Du kan bestille et nyt pas på borger.dk.")]
-    monkeypatch.setattr("voicebot.commands.prompts.load_articles", lambda settings, directory: arts)
+def test_cli_build_then_say(site, tmp_path, capsys):
+    from voicebot.commands.prompts import load_knowledge_base
+    from voicebot.speech.tts.prebuild import dialogue_texts
+
     assert cli.main(["--config", str(site), "prompts", "build", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    n = len(fixed_prompts(load_settings(site))) + 1
+    settings = load_settings(site)
+    n = len(dialogue_texts(settings, load_knowledge_base(settings, None)))
+    assert n > len(fixed_prompts(settings)) + 28  # fixed lines, every answer, department and menu lines
     assert report["rates"] == [16000, 8000] and report["texts"] == n
     assert report["synthesized"] == n and report["failed"] == []
     assert cli.main(["--config", str(site), "prompts", "build", "--json"]) == 0
@@ -120,9 +105,10 @@ def test_cli_build_fixed_prompts_only(site, capsys):
 
 
 def test_knowledge_answers_are_collected_from_the_real_knowledge_base():
-    from voicebot.commands.prompts import load_articles
+    from voicebot.commands.prompts import load_knowledge_base
+    from voicebot.speech.tts.prebuild import dialogue_texts
 
-    articles = load_articles(load_settings(), None)
-    items = article_texts(articles)
-    assert len(items) >= len(articles) > 0
-    assert all(i.text.strip() for i in items)
+    kb = load_knowledge_base(load_settings(), None)
+    texts = {i.text for i in dialogue_texts(load_settings(), kb)}
+    assert all(a.answer_voice in texts for a in kb.articles)
+    assert all(t.strip() for t in texts)

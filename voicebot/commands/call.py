@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="hang up after this many seconds (default 60)")
     p.add_argument("--server", default="127.0.0.1:5060", help="SIP server host:port")
     p.add_argument("--user", default="softphone", help="SIP user (default softphone)")
+    p.add_argument("--caller-id", metavar="NUMBER", help="with --script: the caller's number (P-Asserted-Identity), "
+                   "e.g. +4520123456 to call from a mobile that can receive an SMS")
     p.add_argument("--password", help="SIP password (default: $VOICEBOT_SIP_PASSWORD or asterisk/secrets.env)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=run)
@@ -94,7 +96,7 @@ def _run_script(args: argparse.Namespace, password: str, server: tuple[str, int]
     call_headers(steps, ref, args.script)  # too long for an INVITE: fail before synthesizing
     audio = render(steps, espeak_tts)
     report = asyncio.run(run_script(steps, audio, args.number, args.user, password, ref=ref, server=server,
-                                    timeout=args.timeout, source=args.script))
+                                    timeout=args.timeout, source=args.script, caller_id=args.caller_id))
     record = fetch_record(settings, ref) if report.answered else None
     _print(args, report, scripted_result(report, ref, record))
     return 0 if report.answered and all(s["completed"] for s in report.steps) \
@@ -114,15 +116,11 @@ def fetch_record(settings: Settings, ref: str, timeout: float = 5.0) -> dict | N
     """The bot's record of the call tagged ``ref`` (as a dict, with its ``sms``), waiting up to
     ``timeout`` for the bot to finish writing it (``ended_at``) after the call ended.
 
-    None, after a warning, when the store cannot be read from here: ``voicebot.store`` missing,
-    or no such record (the bot may run on another machine or use another store path).
+    None, after a warning, when there is no such record here (the bot may run on another machine
+    or use another store path).
     """
-    try:
-        from voicebot.store import open_store, store_config
-    except ImportError as exc:
-        log.warning("cannot read the bot's records, outcome/turns/sms/survey left empty",
-                    extra={"reason": str(exc)})
-        return None
+    from voicebot.store import open_store, store_config
+
     store = None
     try:
         cfg = store_config(settings)
@@ -133,7 +131,8 @@ def fetch_record(settings: Settings, ref: str, timeout: float = 5.0) -> dict | N
         store = open_store(settings)
         deadline = time.monotonic() + timeout
         while True:
-            record = _newest(store.by_ref(ref))
+            found = store.by_ref(ref)  # newest first
+            record = found[0] if found else None
             if (record is not None and record.ended_at) or time.monotonic() >= deadline:
                 break
             time.sleep(0.2)
@@ -147,19 +146,12 @@ def fetch_record(settings: Settings, ref: str, timeout: float = 5.0) -> dict | N
         data = record.as_dict()
         data["sms"] = [m.as_dict() for m in store.sms_for(record.id)]
         return data
-    except Exception as exc:  # another module's storage: its failure must not lose the call report
-        log.warning("reading the bot's record failed", extra={"ref": ref, "error": repr(exc)})
+    except VoicebotError as exc:  # a store problem must not lose the call report
+        log.warning("reading the bot's record failed", extra={"ref": ref, "error": str(exc)})
         return None
     finally:
         if store is not None:
             store.close()
-
-
-def _newest(found: Any) -> Any:
-    """``Store.by_ref`` lists the conversations tagged with a ref, newest first."""
-    if isinstance(found, list):
-        return found[0] if found else None
-    return found
 
 
 def _print(args: argparse.Namespace, report: CallReport, result: dict[str, Any]) -> None:

@@ -31,8 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from voicebot.settings_check import validate_all
+
     settings = load_settings(args.config)  # a config error is reported by the CLI with file/line/key
-    checks = [Check("config", True, "loaded " + ", ".join(settings.files))]
+    validate_all(settings)  # every section, as `voicebot serve` checks it at start-up
+    checks = [Check("config", True, "loaded and validated " + ", ".join(settings.files))]
     checks += asyncio.run(_run_checks(settings))
     if args.json:
         print(json.dumps([asdict(c) for c in checks], ensure_ascii=False, indent=2))
@@ -44,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run_checks(settings: Settings) -> list[Check]:
-    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_secrets, check_ari, check_ami, check_tts,
-                                                            check_models, check_knowledge]
+    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_secrets, check_ari, check_ami, check_asr,
+                                                            check_tts, check_models, check_knowledge,
+                                                            check_store]
     return [await c(settings) for c in checks]
 
 
@@ -98,6 +102,32 @@ async def check_ami(settings: Settings, timeout: float = 3.0) -> Check:
         return Check("ami", False, f"{where} not reachable: is Asterisk running with manager.conf enabled? "
                                    "`asterisk/pbx status`, `asterisk/pbx start`")
     return Check("ami", True, f"{where}: login as {a.ami_user!r} ok (AMI {version})")
+
+
+async def check_asr(settings: Settings) -> Check:
+    from voicebot.speech.asr import AsrConfig
+
+    engine = settings.section("speech.asr", AsrConfig).engine
+    if engine == "script":
+        return Check("asr", False, "THE TEST RECOGNIZER IS ON (speech.asr.engine: script): callers' speech "
+                                   "is not recognized. For call-flow tests only; set speech.asr.engine: whisper")
+    return Check("asr", True, f"engine {engine}")
+
+
+async def check_store(settings: Settings) -> Check:
+    from voicebot.store import open_store, store_config
+
+    path = settings.path(store_config(settings).path)
+    try:
+        store = await asyncio.to_thread(open_store, settings)
+    except VoicebotError as exc:
+        return Check("store", False, f"{path}: {exc}")
+    try:
+        recent = await asyncio.to_thread(store.recent, 1)
+    finally:
+        store.close()
+    last = recent[0].as_dict()["started_at"] if recent else "no conversations yet"
+    return Check("store", True, f"{path} (last conversation: {last})")
 
 
 async def check_tts(settings: Settings) -> Check:

@@ -12,7 +12,7 @@ from typing import Any
 from voicebot.config import Settings, load_settings
 from voicebot.speech.audio import write_wav
 from voicebot.speech.tts.factory import create_tts, create_tts_cache
-from voicebot.speech.tts.prebuild import article_texts, dedupe, prebuild, prompt_texts
+from voicebot.speech.tts.prebuild import dedupe, dialogue_texts, prebuild, prompt_texts
 from voicebot.speech.tts.speech_out import create_speech_out, fixed_prompts, prompt_recordings
 
 #: the call rates: slin16 (16 kHz) and ulaw (8 kHz) ExternalMedia legs
@@ -24,9 +24,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("prompts", help="pre-synthesize prompts and answers; listen to TTS")
     sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
 
-    b = sub.add_parser("build", help="synthesize every fixed prompt and knowledge answer into the TTS cache")
+    b = sub.add_parser("build", help="synthesize every line the phone dialogue may say into the TTS cache")
     b.add_argument("--knowledge", metavar="DIR", type=Path, help="knowledge folder (default: from config)")
-    b.add_argument("--no-knowledge", action="store_true", help="fixed prompts only")
+    b.add_argument("--no-knowledge", action="store_true", help="the dialogue's fixed lines only")
     b.add_argument("--rate", type=int, action="append", metavar="HZ",
                    help=f"call rate to build for (repeatable; default: {' and '.join(map(str, CALL_RATES))})")
     b.add_argument("--engine", help="TTS engine instead of speech.tts.engine")
@@ -46,11 +46,11 @@ def build(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     engine = create_tts(settings, args.engine)
     caches = [create_tts_cache(settings, rate, engine) for rate in (args.rate or CALL_RATES)]
-    prompts = fixed_prompts(settings)
-    items = prompt_texts(prompts, prompt_recordings(settings, prompts))
-    if not args.no_knowledge:
-        items += article_texts(load_articles(settings, args.knowledge))
-    items = dedupe(items)
+    if args.no_knowledge:
+        prompts = fixed_prompts(settings)
+        items = dedupe(prompt_texts(prompts, prompt_recordings(settings, prompts)))
+    else:
+        items = dialogue_texts(settings, load_knowledge_base(settings, args.knowledge))
     report = prebuild(items, caches, jobs=args.jobs, progress=not args.json)
     if args.json:
         print(json.dumps({"engine": engine.name, "rates": [c.rate for c in caches],
@@ -63,11 +63,11 @@ def build(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def load_articles(settings: Settings, directory: Path | None) -> list:
-    """The knowledge articles whose spoken answers are pre-synthesized."""
+def load_knowledge_base(settings: Settings, directory: Path | None):
+    """The knowledge whose answers (and department lines) are pre-synthesized."""
     from voicebot.knowledge import knowledge_dir, load_knowledge
 
-    return load_knowledge(directory or knowledge_dir(settings), settings).articles
+    return load_knowledge(directory or knowledge_dir(settings), settings)
 
 
 def say(args: argparse.Namespace) -> int:

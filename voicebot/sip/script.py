@@ -26,7 +26,7 @@ import numpy as np
 from voicebot.config import _Validator, load_yaml
 from voicebot.errors import ConfigError, VoicebotError
 from voicebot.sip.caller import RATE, CallReport, CallScript, LiveCall, place_call
-from voicebot.speech.asr.script import HEADER, decode_script as decode_asr_script  # noqa: F401 - re-exported
+from voicebot.speech.asr.script import HEADER
 from voicebot.speech.asr.script import encode_script as encode_asr_script
 from voicebot.speech.audio import read_wav, resample
 
@@ -201,9 +201,14 @@ async def run_steps(steps: list[Step], audio: list[np.ndarray | None], call: Liv
 
 async def run_script(steps: list[Step], audio: list[np.ndarray | None], number: str, user: str,
                      password: str, *, ref: str, server: tuple[str, int] = ("127.0.0.1", 5060),
-                     host: str = "127.0.0.1", timeout: float = 60.0,
-                     source: str | None = None) -> CallReport:
-    """Dial ``number`` with the script's headers and run it; ``timeout`` bounds the whole call."""
-    script = CallScript(number, max_seconds=timeout, headers=call_headers(steps, ref, source))
+                     host: str = "127.0.0.1", timeout: float = 60.0, source: str | None = None,
+                     caller_id: str | None = None) -> CallReport:
+    """Dial ``number`` with the script's headers and run it; ``timeout`` bounds the whole call.
+    ``caller_id`` is sent as P-Asserted-Identity, as a contact-centre platform's trunk does (the
+    softphone endpoint trusts it), e.g. to call from a mobile number that can receive an SMS."""
+    headers = call_headers(steps, ref, source)
+    if caller_id:
+        headers.append(("P-Asserted-Identity", f"<sip:{caller_id}@{server[0]}>"))
+    script = CallScript(number, max_seconds=timeout, headers=headers)
     return await place_call(script, user, password, server, host,
                             drive=lambda call: run_steps(steps, audio, call))

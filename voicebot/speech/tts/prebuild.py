@@ -1,7 +1,8 @@
 """Pre-synthesize every fixed text the bot says, so a call never waits for synthesis.
 
-``spoken_texts`` lists the fixed prompts from config and the knowledge answers; ``prebuild``
-synthesizes each text once and stores it in every cache (one per call rate) that lacks it.
+``dialogue_texts`` lists every line the phone dialogue may say (the engine's ``known_lines``:
+fixed lines, answers, follow-ups, department and menu lines); ``prebuild`` synthesizes each text
+once and stores it in every cache (one per call rate) that lacks it.
 Texts with a playable recording are not synthesized: the recording plays instead.
 """
 
@@ -12,7 +13,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from tqdm import tqdm
 
@@ -46,16 +47,6 @@ class BuildReport:
 
 def prompt_texts(prompts: dict[str, str], recordings: dict[str, Path]) -> list[SpokenText]:
     return [SpokenText(f"prompt {name}", text, recordings.get(name)) for name, text in prompts.items()]
-
-
-def article_texts(articles: Iterable[Any]) -> list[SpokenText]:
-    """The voice answer (and spoken follow-up answers) of each knowledge article."""
-    out = []
-    for a in articles:
-        out.append(SpokenText(f"article {a.id}", a.answer_voice, getattr(a, "recording", None)))
-        for topic, text in (getattr(a, "followups", None) or {}).items():
-            out.append(SpokenText(f"article {a.id} followup {topic}", text))
-    return out
 
 
 def dedupe(items: Iterable[SpokenText]) -> list[SpokenText]:
@@ -119,17 +110,23 @@ def _playable(path: Path, rate: int) -> bool:
         return False
 
 
-def prebuild_for_calls(settings, engine, cache: TTSCache) -> BuildReport:
-    """Synthesize every line the dialogue ``engine`` may say into the call-rate ``cache`` (what
-    ``voicebot serve`` does at start-up and before a knowledge reload switches over)."""
+def dialogue_texts(settings, kb) -> list[SpokenText]:
+    """Every line the phone dialogue may say with knowledge ``kb`` (fixed lines, answers,
+    follow-ups, department and menu lines), each with its recording when one is configured."""
+    from voicebot.dialogue.runtime import engine_for
     from voicebot.speech.tts.speech_out import fixed_prompts, prompt_recordings
 
     prompts = fixed_prompts(settings)
-    recordings = prompt_recordings(settings, prompts)
-    recorded = {normalize_text(prompts[name]): path for name, path in recordings.items()}
-    articles = {normalize_text(a.answer_voice): a.recording for a in engine.kb.articles if a.recording}
-    items = [SpokenText("dialogue", line, recorded.get(normalize_text(line)) or articles.get(normalize_text(line)))
-             for line in engine.known_lines()]
-    report = prebuild(dedupe(items), [cache], jobs=2, progress=False)
+    recorded = {normalize_text(prompts[name]): path
+                for name, path in prompt_recordings(settings, prompts).items()}
+    recorded |= {normalize_text(a.answer_voice): a.recording for a in kb.articles if a.recording}
+    lines = engine_for(settings, kb, None).known_lines()  # no matcher needed to list lines
+    return dedupe(SpokenText("dialogue", line, recorded.get(normalize_text(line))) for line in lines)
+
+
+def prebuild_for_calls(settings, engine, cache: TTSCache) -> BuildReport:
+    """Synthesize every line the dialogue ``engine`` may say into the call-rate ``cache`` (what
+    ``voicebot serve`` does at start-up and before a knowledge reload switches over)."""
+    report = prebuild(dialogue_texts(settings, engine.kb), [cache], jobs=2, progress=False)
     log.info("prompts ready", extra={"summary": report.summary()})
     return report
