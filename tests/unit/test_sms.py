@@ -16,6 +16,7 @@ from voicebot.sms import (LogGateway, SmsDispatcher, dispatcher_for_settings, op
                           queue_for_caller)
 from voicebot.sms.http_gateway import HttpGateway
 from voicebot.store.sqlite import SqliteStore
+from tests.unit.test_store import Clock
 
 TOKEN = "s3cret-token-value"
 NUMBER = "+4520123456"
@@ -55,14 +56,6 @@ async def provider():
     p.url = str(server.make_url("/sms"))
     yield p
     await server.close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 @pytest.fixture

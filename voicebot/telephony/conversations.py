@@ -69,26 +69,24 @@ class _Turns:
         self.conv = Conversation("voice", call.id, can_sms=danish_mobile(call.caller) is not None,
                                  human_open=call.human_open, clock=call.clock)
         self.recorder = None
-        if owner.store is not None:
-            from voicebot.store.recorder import Recorder
-
-            self.recorder = Recorder(owner.store, channel="voice", tenant=call.tenant, caller=call.caller,
-                                     ref=call.ref, salt=owner.salt)
         self.answering = False  # an article answer is playing: a hang-up now means "abandoned"
         self.handed_back = False
         self.request = ""  # what the caller asked (the text the matcher read), for the agent
 
     async def run(self) -> None:
-        conv, engine = self.conv, self.owner.runtime.engine
+        conv, runtime = self.conv, self.owner.runtime
         outcome: str | None = None
+        if self.owner.store is not None:  # the record starts with the call (a store write: off the loop)
+            self.recorder = await asyncio.to_thread(self._new_recorder)
         try:
-            greeting = engine.start(conv)
+            greeting = runtime.engine.start(conv)
             await self._observe(None, greeting)
             await self.perform(greeting, time.monotonic())
             while not conv.ended and not self.handed_back:
                 event, timings = await self._next_event()
                 started = time.monotonic()
-                actions = await asyncio.to_thread(self.owner.runtime.engine.handle, conv, event)
+                # each turn uses the knowledge in force now (a reload swaps it atomically)
+                actions = await asyncio.to_thread(runtime.engine.handle, conv, event)
                 timings["match_ms"] = int((time.monotonic() - started) * 1000)
                 if isinstance(event, Utterance) and conv.last_result is not None:
                     self.request = event.text
@@ -96,7 +94,7 @@ class _Turns:
                 await self.perform(actions, started)
         except CallerGone:
             outcome = "abandoned" if self.answering else None
-            self.owner.runtime.engine.handle(conv, Hangup())
+            runtime.engine.handle(conv, Hangup())
             raise
         except Exception:
             outcome = "failed"
@@ -104,6 +102,13 @@ class _Turns:
         finally:
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.close, conv, outcome)
+
+    def _new_recorder(self):
+        from voicebot.store.recorder import Recorder
+
+        call = self.call
+        return Recorder(self.owner.store, channel="voice", tenant=call.tenant, caller=call.caller, ref=call.ref,
+                        salt=self.owner.salt)
 
     async def _next_event(self) -> tuple[object, dict[str, int]]:
         timeout = self.owner.config.turn_timeout_s
@@ -131,15 +136,15 @@ class _Turns:
                     call.ear.expect(closed_choices(action))
                 if flushed:
                     continue
-                if first_audio:
-                    first_audio = False
-                    self._timing(first_audio_ms=int((time.monotonic() - started) * 1000))
                 text = action.prompt if isinstance(action, OfferSms) else action.text
                 recording = action.recording if isinstance(action, Say) else None
                 self.answering = isinstance(action, Say) and action.article_id is not None
                 played = await call.say(text, recording)
                 self.answering = False
                 flushed = played.interrupted
+                if first_audio:
+                    first_audio = False
+                    await self._timing(first_audio_ms=int((played.started_at - started) * 1000))
             elif isinstance(action, SendSms):
                 await self._send_sms(action)
             elif isinstance(action, Transfer):
@@ -149,9 +154,9 @@ class _Turns:
                 await call.hangup(self.conv.outcome)
                 return
 
-    def _timing(self, **ms: int) -> None:
+    async def _timing(self, **ms: int) -> None:
         if self.recorder is not None:
-            self.recorder.add_timing(**ms)
+            await asyncio.to_thread(self.recorder.add_timing, **ms)
 
     async def _send_sms(self, action: SendSms) -> None:
         if self.owner.store is None:

@@ -23,6 +23,7 @@ log = logging.getLogger("voicebot.speaker")
 class Played:
     seconds: float
     interrupted: bool  # barge-in: the dialogue knows the caller did not hear it all
+    started_at: float = 0.0  # time.monotonic() of the first frame sent
 
 
 class Speaker:
@@ -56,11 +57,12 @@ class Speaker:
 
     async def play(self, audio: np.ndarray) -> Played:
         if not len(audio):
-            return Played(0.0, False)
+            return Played(0.0, False, time.monotonic())
         self.playing = True
         self._started = time.monotonic()
         self._stop = stop = asyncio.Event()
         interrupted = False
+        started_at = time.monotonic()
         try:
             seconds = await self._play(audio, stop)
             interrupted = stop.is_set()
@@ -71,4 +73,4 @@ class Speaker:
         if interrupted:
             log.info("prompt interrupted", extra={"channel": self.channel_id, "played_s": round(seconds, 2),
                                                   "of_s": round(len(audio) / self.rate, 2)})
-        return Played(seconds, interrupted)
+        return Played(seconds, interrupted, started_at)
