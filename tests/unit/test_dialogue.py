@@ -222,3 +222,12 @@ def test_known_lines_cover_greetings_menu_and_answers(engine):
     assert engine.t.greeting_voice in lines and engine.kb.by_id["pas"].answer_voice in lines
     assert any(line.startswith("Jeg forstod det desværre ikke. Vælg et emne") for line in lines)
     assert any("på mandag klokken 11" in line for line in lines)
+
+
+def test_a_transfer_that_finds_no_agent_is_unresolved_not_transferred(engine):
+    from voicebot.dialogue import QueueUnavailable
+    conv = Conversation("voice")
+    engine.handle(conv, Digit("0"))
+    assert conv.outcome == "transferred"
+    engine.handle(conv, QueueUnavailable("borgerservice"))
+    assert conv.outcome == "unresolved"

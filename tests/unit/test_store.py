@@ -195,9 +195,18 @@ def test_recorder_derives_decisions_and_transfer_outcome(store):
                                             ("dept-jobcenter", "transferred:jobcenter")])
 def test_transfer_targets(store, target, outcome):
     rec = Recorder(store, channel="voice", tenant="kff", salt=SALT)
-    rec.turn(Digit("0"), [Transfer("x", target, "X", "keypad")], Conversation("voice"))
-    rec.close(Conversation("voice"))
+    conv = Conversation("voice", outcome="transferred")
+    rec.turn(Digit("0"), [Transfer("x", target, "X", "keypad")], conv)
+    rec.close(conv)
     assert store.get(rec.conversation_id).outcome == outcome
+
+
+def test_a_transfer_that_did_not_happen_keeps_the_conversation_outcome(store):
+    rec = Recorder(store, channel="voice", tenant="kff", salt=SALT)
+    conv = Conversation("voice", outcome="unresolved")  # no agent: hours and the SMS offer instead
+    rec.turn(Digit("0"), [Transfer("x", "human-queue", "X", "keypad")], conv)
+    rec.close(conv)
+    assert store.get(rec.conversation_id).outcome == "unresolved"
 
 
 @pytest.mark.parametrize("state,explicit,outcome", [

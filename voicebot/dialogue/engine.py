@@ -360,9 +360,9 @@ class DialogueEngine:
         if conv.channel == "voice":
             if is_open is False:
                 return self._unavailable(conv, department, self.t.closed)
-            conv.outcome = "transferred"
             if announce:
                 actions.append(Say(self.t.transferring.format(name=dept.name)))
+        conv.outcome = "transferred"  # the chat gives the contact details: a referral to staff too
         return actions + [Transfer(department, dept.target, dept.name, reason, is_open, hours,
                                    dept.phone, dept.link)]
 
@@ -373,7 +373,7 @@ class DialogueEngine:
         if dept is None:
             return [Say(self.t.give_up_voice), *self._anything_else(conv)]
         schedule = directory.schedule(department)
-        if conv.outcome == "open":
+        if conv.outcome in ("open", "transferred"):  # the transfer did not happen
             conv.outcome = "unresolved"
         say = Say(template.format(name=dept.name, hours=schedule.describe() if schedule else ""))
         human = self.kb.by_id.get("medarbejder") if department == HUMAN else None

@@ -13,8 +13,8 @@ import logging
 import uuid
 from typing import Any
 
-from voicebot.dialogue.events import (Ask, ChatMessage, Digit, End, Hangup, OfferSms, Say, SendSms,
-                                      Silence, Transfer, Utterance)
+from voicebot.dialogue.events import (Ask, ChatMessage, Digit, End, Hangup, OfferSms, QueueUnavailable, Say,
+                                      SendSms, Silence, Transfer, Utterance)
 from voicebot.privacy import caller_hash, caller_tail, record_salt
 from voicebot.store.base import Store, StoreError, Turn, timestamp, utc_now
 
@@ -30,6 +30,8 @@ def heard(event: Any) -> str:
     conversation's opening (the greeting, ``engine.start``)."""
     if event is None:
         return "(start)"
+    if isinstance(event, QueueUnavailable):
+        return "(ingen medarbejdere)"
     if isinstance(event, (Utterance, ChatMessage)):
         return event.text
     if isinstance(event, Digit):
@@ -141,11 +143,11 @@ class Recorder:
             return
         self._closed = True
         if outcome is None:
-            if self._transfer is not None:
+            state = getattr(conv, "outcome", None) or "open"
+            if self._transfer is not None and state == "transferred":  # a transfer that really happened
                 outcome = transfer_outcome(self._transfer)
             else:
-                state = getattr(conv, "outcome", None) or "open"
-                outcome = "abandoned" if state == "open" else state
+                outcome = "abandoned" if state in ("open", "transferred") else state
         survey = getattr(conv, "survey", None)
         intents = list(getattr(conv, "intents", None) or [])
         self._write("finish", lambda: self._store.finish_conversation(self._id, outcome, survey, intents))

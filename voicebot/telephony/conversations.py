@@ -72,16 +72,15 @@ class _Turns:
         self.answering = False  # an article answer is playing: a hang-up now means "abandoned"
         self.handed_back = False
         self.request = ""  # what the caller asked (the text the matcher read), for the agent
+        self._followup: tuple[object, list[Action]] | None = None  # a turn the channel caused (no agent)
 
     async def run(self) -> None:
         conv, runtime = self.conv, self.owner.runtime
         outcome: str | None = None
-        if self.owner.store is not None:  # the record starts with the call (a store write: off the loop)
-            self.recorder = await asyncio.to_thread(self._new_recorder)
+        # the record starts with the call, but its first write must not delay the greeting
+        starting = asyncio.ensure_future(asyncio.to_thread(self._new_recorder)) if self.owner.store else None
         try:
-            greeting = runtime.engine.start(conv)
-            await self._observe(None, greeting)
-            await self.perform(greeting, time.monotonic())
+            await self._turn(None, runtime.engine.start(conv), {}, time.monotonic(), starting)
             while not conv.ended and not self.handed_back:
                 event, timings = await self._next_event()
                 started = time.monotonic()
@@ -90,8 +89,7 @@ class _Turns:
                 timings["match_ms"] = int((time.monotonic() - started) * 1000)
                 if isinstance(event, Utterance) and conv.last_result is not None:
                     self.request = event.text
-                await self._observe(event, actions, timings)
-                await self.perform(actions, started)
+                await self._turn(event, actions, timings, started)
         except CallerGone:
             outcome = "abandoned" if self.answering else None
             runtime.engine.handle(conv, Hangup())
@@ -100,8 +98,27 @@ class _Turns:
             outcome = "failed"
             raise
         finally:
+            if starting is not None and self.recorder is None:
+                self.recorder = await starting
             if self.recorder is not None:
                 await asyncio.to_thread(self.recorder.close, conv, outcome)
+
+    async def _turn(self, event, actions: list[Action], timings: dict[str, int], started: float,
+                    starting: asyncio.Future | None = None) -> None:
+        """Perform a turn's actions, then record it (also when the caller hangs up mid-way)."""
+        try:
+            first_audio_ms = await self.perform(actions, started)
+            if first_audio_ms is not None:
+                timings["first_audio_ms"] = first_audio_ms
+        finally:
+            if starting is not None:
+                self.recorder = await starting
+            if self.recorder is not None:
+                await asyncio.to_thread(self.recorder.turn, event, actions, self.conv, timings)
+        await self._publish_state(actions)
+        followup, self._followup = self._followup, None
+        if followup is not None:
+            await self._turn(*followup, {}, time.monotonic())
 
     def _new_recorder(self):
         from voicebot.store.recorder import Recorder
@@ -118,17 +135,13 @@ class _Turns:
             return Silence(timeout), {}
         return event, dict(timings)
 
-    async def _observe(self, event, actions: list[Action], timings: dict[str, int] | None = None) -> None:
-        if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.turn, event, actions, self.conv, timings)
-
     # ---- performing actions --------------------------------------------------------------------
-    async def perform(self, actions: list[Action], started: float) -> None:
-        """Perform the engine's actions in order. A barge-in flushes what was still to be said;
-        transfers and the end are still carried out."""
-        call, first_audio = self.call, True
+    async def perform(self, actions: list[Action], started: float) -> int | None:
+        """Perform the engine's actions in order; returns the ms from ``started`` to the first
+        audio sent. A barge-in flushes what was still to be said; transfers and the end are
+        still carried out."""
+        call, first_audio_ms = self.call, None
         call.ear.expect(None)
-        await self._publish_state(actions)
         flushed = False
         for action in actions:
             if isinstance(action, (Say, Ask, OfferSms)):
@@ -142,21 +155,17 @@ class _Turns:
                 played = await call.say(text, recording)
                 self.answering = False
                 flushed = played.interrupted
-                if first_audio:
-                    first_audio = False
-                    await self._timing(first_audio_ms=int((played.started_at - started) * 1000))
+                if first_audio_ms is None:
+                    first_audio_ms = int((played.started_at - started) * 1000)
             elif isinstance(action, SendSms):
                 await self._send_sms(action)
             elif isinstance(action, Transfer):
                 await self._transfer(action)
-                return
+                break
             elif isinstance(action, End):
                 await call.hangup(self.conv.outcome)
-                return
-
-    async def _timing(self, **ms: int) -> None:
-        if self.recorder is not None:
-            await asyncio.to_thread(self.recorder.add_timing, **ms)
+                break
+        return first_audio_ms
 
     async def _send_sms(self, action: SendSms) -> None:
         if self.owner.store is None:
@@ -177,10 +186,8 @@ class _Turns:
         if action.target == HUMAN_TARGET and action.is_open is not False:
             info = await self._queue_status()
             if info is not None and info.logged_in == 0:
-                event = QueueUnavailable(action.department)
-                more = self.owner.runtime.engine.handle(conv, event)
-                await self._observe(event, more)
-                await self.perform(more, time.monotonic())
+                event = QueueUnavailable(action.department)  # the engine decides what now: a turn of its own
+                self._followup = (event, self.owner.runtime.engine.handle(conv, event))
                 return
             from voicebot.telephony.ami import queue_sentence
 
@@ -213,7 +220,8 @@ class _Turns:
         state = ("ended" if conv.ended else "transferring" if any(isinstance(a, Transfer) for a in actions)
                  else conv.pending.kind if conv.pending else "listening")
         intent = conv.last_intent or "none"
-        await self.call.set_variables(VOICEBOT_STATE=state, VOICEBOT_INTENT=intent)
+        if not (self.call.gone.is_set() or self.handed_back):  # the channel is still ours to label
+            await self.call.set_variables(VOICEBOT_STATE=state, VOICEBOT_INTENT=intent)
         if self.owner.ami is not None:
             await self.owner.ami.user_event("VoicebotTurn", Channel=self.call.id, Tenant=self.call.tenant,
                                             State=state, Intent=intent)
