@@ -122,3 +122,34 @@ async def test_stop_event_interrupts_playback_quickly():
     asyncio.get_running_loop().call_later(0.2, stop.set)
     played = await sender.play(np.zeros(8000 * 5, np.int16), stop)
     assert 0.15 <= played <= 0.3
+
+
+async def test_packets_from_a_foreign_port_are_ignored_and_crafted_ones_are_cheap():
+    """Real sockets on 127.0.0.1: only the peer the endpoint was given may speak into the call,
+    and a flood of crafted packets (sequence jumps) costs little event-loop time."""
+    import socket
+
+    from voicebot.telephony.rtp import RtpEndpoint
+
+    codec = CODECS["ulaw"]
+    peer, stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    stranger.bind(("127.0.0.1", 0))
+    frames: list[np.ndarray] = []
+    endpoint = await RtpEndpoint.open("127.0.0.1", codec, frames.append, remote=peer.getsockname())
+    try:
+        packet = lambda seq: pack(RtpPacket(0, seq, seq * 160, 1, b"\xff" * 160))  # noqa: E731
+        stranger.sendto(packet(1), endpoint.local_address)
+        peer.sendto(packet(1), endpoint.local_address)
+        await asyncio.sleep(0.1)
+        assert endpoint.rejected == 1 and endpoint.received == 1
+        # 200 crafted packets from the peer: wild sequence jumps and odd sizes
+        started = time.process_time()
+        for i in range(200):
+            seq = (i * 7919) & 0xFFFF
+            endpoint.datagram_received(pack(RtpPacket(0, seq, seq, 1, b"\x7f" * (i % 300))), peer.getsockname())
+        assert time.process_time() - started < 0.02
+    finally:
+        endpoint.close()
+        peer.close()
+        stranger.close()

@@ -54,7 +54,8 @@ class AriClient:
                     raise AriError(method, path, resp.status, text)
                 return json.loads(text) if text else None
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise TelephonyError(f"ARI {method} {path} failed: {exc!r}") from exc
+            # the type and message only: a repr of some aiohttp errors carries the request headers
+            raise TelephonyError(f"ARI {method} {path} failed: {type(exc).__name__}: {exc}") from None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Yield events for our app forever, reconnecting with backoff when the socket drops."""
@@ -68,12 +69,15 @@ class AriClient:
                     delay = 0.25
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
-                            yield json.loads(msg.data)
+                            event = parse_event(msg.data)
+                            if event is not None:
+                                yield event
                         elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
                             break
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 if not self._closing:
-                    log.warning("ARI not reachable", extra={"error": repr(exc)[:200], "retry_in": round(delay, 2)})
+                    log.warning("ARI not reachable", extra={"error": f"{type(exc).__name__}: {exc}"[:200],
+                                                            "retry_in": round(delay, 2)})
             finally:
                 if self.connected.is_set():
                     self.connected.clear()
@@ -88,6 +92,20 @@ class AriClient:
         self._closing = True
         if self._session is not None:
             await self._session.close()
+
+
+def parse_event(data: str) -> dict[str, Any] | None:
+    """One websocket frame as an event; a frame that is not a JSON object is logged and skipped,
+    so one bad frame never ends the reader (and with it every call's events)."""
+    try:
+        event = json.loads(data)
+    except ValueError as exc:
+        log.warning("ARI sent a frame that is not JSON; skipped", extra={"bytes": len(data), "error": str(exc)})
+        return None
+    if not isinstance(event, dict):
+        log.warning("ARI sent a frame that is not an object; skipped", extra={"bytes": len(data)})
+        return None
+    return event
 
 
 def _param(value: Any) -> str:
