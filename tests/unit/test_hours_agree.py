@@ -8,7 +8,7 @@ import re
 from voicebot.config import PROJECT_ROOT, load_settings
 from voicebot.knowledge.departments import HUMAN, load_directory
 from voicebot.knowledge.hours import DAYS, parse_interval
-from voicebot.telephony.conversations import VoiceDialogueConfig
+from voicebot.telephony.ear import VoiceConfig
 
 GLOBALS = PROJECT_ROOT / "dialplans" / "00-globals.conf"
 
@@ -37,4 +37,4 @@ def test_yaml_hours_match_the_dialplan_timetable():
 
 
 def test_the_bot_asks_ami_about_the_queue_the_dialplan_uses():
-    assert dialplan_globals()["HUMAN_QUEUE"] == VoiceDialogueConfig().human_queue
+    assert dialplan_globals()["HUMAN_QUEUE"] == load_settings().section("voice", VoiceConfig).human_queue

@@ -96,7 +96,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.speech.tts.prebuild import prebuild_for_calls
     from voicebot.store import open_store
     from voicebot.telephony.ami import AmiClient
-    from voicebot.telephony.conversations import VoiceDialogue, VoiceDialogueConfig
+    from voicebot.telephony.conversations import VoiceDialogue
 
     validate_all(settings)  # every section, now: a typo must not surface inside a call
     runtime = await asyncio.to_thread(build_runtime, settings)
@@ -110,10 +110,8 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     ami = AmiClient(a)
     await ami.start()
     sms = dispatcher_for_settings(settings, store)
-    vc = voice.config
     dialogue = VoiceDialogue(runtime, store=store, ami=ami, salt=record_salt(), on_sms_queued=sms.wake,
-                             config=VoiceDialogueConfig(turn_timeout_s=vc.turn_timeout_s,
-                                                        queue_status_timeout_s=vc.queue_status_timeout_s))
+                             config=voice.config)
     app = VoicebotApp(ari, settings.media, dialogue, voice)
 
     web_app = web.Application()

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from voicebot.dialogue import (Action, Ask, Conversation, End, Hangup, OfferSms, QueueUnavailable, Say,
@@ -23,6 +22,7 @@ from voicebot.dialogue import (Action, Ask, Conversation, End, Hangup, OfferSms,
 from voicebot.privacy import danish_mobile, redact
 from voicebot.store.recorder import transfer_outcome
 from voicebot.telephony.call import HUMAN_TARGET, Call, CallerGone
+from voicebot.telephony.ear import VoiceConfig
 
 if TYPE_CHECKING:
     from voicebot.dialogue.runtime import DialogueRuntime
@@ -36,23 +36,16 @@ SCORE_WORDS = {"1": ("en", "et"), "2": ("to",), "3": ("tre",), "4": ("fire",), "
 CLOSED_KINDS = ("sms", "confirm_transfer", "confirm_topic", "clarify", "menu", "survey")
 
 
-@dataclass
-class VoiceDialogueConfig:
-    human_queue: str = "borgerservice"  # the queue behind HUMAN_TARGET (dialplans/00-globals.conf)
-    turn_timeout_s: float = 30.0
-    queue_status_timeout_s: float = 0.5
-
-
 class VoiceDialogue:
     """One instance serves every call (``await dialogue(call)``); per-call state lives in ``_Turns``."""
 
     def __init__(self, runtime: DialogueRuntime, *, store: Any = None, ami: AmiClient | None = None,
-                 config: VoiceDialogueConfig | None = None, salt: bytes | None = None,
+                 config: VoiceConfig | None = None, salt: bytes | None = None,
                  on_sms_queued: Callable[[], None] | None = None) -> None:
         self.runtime = runtime
         self.store = store
         self.ami = ami
-        self.config = config or VoiceDialogueConfig()
+        self.config = config or VoiceConfig()
         self.salt = salt
         self.on_sms_queued = on_sms_queued  # wakes the SMS dispatcher
 

@@ -37,6 +37,7 @@ class VoiceConfig:
     barge_in_guard_ms: int = 300   # ignore speech this soon after a prompt starts (line echo)
     turn_timeout_s: float = 30.0   # the longest the bot waits for the caller's next event
     queue_status_timeout_s: float = 0.5  # AMI queue status before a human transfer
+    human_queue: str = "borgerservice"  # the queue behind the human route (dialplan HUMAN_QUEUE)
 
     def validate(self) -> None:
         if self.barge_in_guard_ms < 0:
