@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.integration.telephony import cli, pbx, pbx_running
+from tests.integration.telephony import cli
 from voicebot.commands.doctor import check_ami
 from voicebot.config import PROJECT_ROOT, load_settings
 from voicebot.telephony.ami import AmiClient, log_off, open_session, queue_sentence
@@ -21,12 +21,8 @@ BOT_ACTIONS = ("Login", "Logoff", "Ping", "QueueSummary", "QueueStatus", "UserEv
 
 
 @pytest.fixture(scope="module")
-def running():
-    """Asterisk must run; start it if not, and leave it running (others share it)."""
-    if not (PROJECT_ROOT / "asterisk" / "chroot" / "usr" / "sbin" / "asterisk").exists():
-        pytest.fail("Asterisk is not installed: run `make setup` (or `asterisk/pbx install`) first")
-    if not pbx_running():
-        pbx("start")
+def running(asterisk):
+    """The session's Asterisk (tests/integration/conftest.py starts it, and stops it at the end)."""
 
 
 @pytest.fixture
@@ -44,7 +40,7 @@ async def test_queue_status_of_borgerservice(client):
     assert info is not None and info.queue == QUEUE
     shown = cli(f"queue show {QUEUE}")
     assert info.callers == int(re.search(r"has (\d+) calls", shown).group(1))
-    if "(PJSIP/agent1)" in shown and "(Unavailable)" in shown:
+    if "PJSIP/agent1)" in shown and "(Unavailable)" in shown:
         # agent1 is not registered: Asterisk counts an unavailable member as not logged in
         assert (info.logged_in, info.available) == (0, 0)
         assert info.expected_wait_s is None
