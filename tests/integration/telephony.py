@@ -121,7 +121,10 @@ class BotProcess:
             self.proc.wait()
         self.proc = None
         self._log.close()
-        wait_for(lambda: not bot_registered(), 10, "ARI to forget the bot")
+        try:
+            wait_for(lambda: not bot_registered(), 10, "ARI to forget the bot")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{cli('ari show app voicebot')}\n{cli('core show channels')}") from None
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from voicebot.config import MediaConfig
+from voicebot.errors import TelephonyError
 from voicebot.telephony.ari import AriClient
 from voicebot.telephony.call import HUMAN_TARGET, Call, VoiceServices
 
@@ -76,3 +77,18 @@ class VoicebotApp:
             t.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=1.0)
+        await self._until_app_is_empty()
+
+    async def _until_app_is_empty(self, timeout: float = 2.0) -> None:
+        """Wait (briefly) until Asterisk has let go of every channel and bridge of ours. Asterisk
+        removes an app whose websocket closes only if nothing is subscribed to it at that moment;
+        otherwise `ari show apps` keeps listing it, as if the bot were still there."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                app = await self.ari.request("GET", f"/applications/{self.ari.app}")
+            except TelephonyError:
+                return
+            if not (app or {}).get("channel_ids") and not (app or {}).get("bridge_ids"):
+                return
+            await asyncio.sleep(0.05)
