@@ -8,14 +8,16 @@ PY := $(VENV)/bin/python
 PBX := asterisk/pbx
 DEB_PACKAGES := python3-venv python3-dev gcc debootstrap espeak-ng sox baresip-core zstd
 STAMP := $(VENV)/.installed
+SECRETS ?= asterisk/secrets.env
 
-.PHONY: setup deps venv asterisk models run stop test clean help
+.PHONY: setup deps venv asterisk models run stop test secrets clean help
 
 help:
 	@echo "make run    - install what is missing, start Asterisk + the bot + web chat (Ctrl-C stops)"
 	@echo "make test   - install what is missing, run every test (real Asterisk included)"
 	@echo "make setup  - install only (venv, Debian packages, Asterisk chroot, models)"
 	@echo "make stop   - stop a system started in the background"
+	@echo "make secrets - print the SIP accounts' passwords (from asterisk/secrets.env)"
 
 setup: deps venv asterisk models
 
@@ -50,6 +52,15 @@ stop:
 
 test: setup
 	@$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# `make run` never prints a secret; this does, when asked (each SIP account has its own password)
+secrets:
+	@test -f $(SECRETS) || { echo "no $(SECRETS) yet: run make setup"; exit 1; }
+	@echo "SIP accounts on 127.0.0.1:5060 (user, password) from $(SECRETS):"
+	@sed -n 's/^SIP_PASSWORD_\([A-Z0-9_]*\)=\(.*\)$$/\1 \2/p' $(SECRETS) | \
+	  while read -r account password; do \
+	    printf '  %-24s %s\n' "$$(echo "$$account" | tr 'A-Z_' 'a-z-')" "$$password"; \
+	  done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -289,10 +289,21 @@ class Settings:
 
 
 def secret(name: str) -> str:
-    """A generated secret (ARI_PASSWORD, AMI_SECRET, SIP_PASSWORD): ``$VOICEBOT_<name>`` wins over
-    asterisk/secrets.env, as in ``asterisk/pbx``, which renders the same value into Asterisk's
-    config. Empty when neither has it."""
+    """A generated secret (ARI_PASSWORD, AMI_SECRET, SIP_PASSWORD_<ACCOUNT>): ``$VOICEBOT_<name>``
+    wins over asterisk/secrets.env, as in ``asterisk/pbx``, which renders the same value into
+    Asterisk's config. Empty when neither has it."""
     return os.environ.get(f"VOICEBOT_{name}") or read_secrets().get(name, "")
+
+
+def sip_secret_name(account: str) -> str:
+    """The secret holding a SIP account's password: ``agent-pladsanvisning`` ->
+    ``SIP_PASSWORD_AGENT_PLADSANVISNING`` (the placeholder asterisk/conf/pjsip.conf uses)."""
+    return "SIP_PASSWORD_" + account.upper().replace("-", "_")
+
+
+def sip_password(account: str) -> str:
+    """The password of SIP account ``account`` (pjsip.conf): every account has its own."""
+    return secret(sip_secret_name(account))
 
 
 def read_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 
-from voicebot.config import PROJECT_ROOT, secret
+from voicebot.config import PROJECT_ROOT, sip_password as _sip_password, sip_secret_name
 from voicebot.sip.caller import CallReport, CallScript, place_call
 
 PBX = PROJECT_ROOT / "asterisk" / "pbx"
@@ -130,9 +130,10 @@ class BotProcess:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
-def sip_password() -> str:
-    password = secret("SIP_PASSWORD")
-    assert password, "no SIP password: `asterisk/pbx install` writes asterisk/secrets.env"
+def sip_password(account: str = "softphone") -> str:
+    """The password of SIP account ``account`` (each account in pjsip.conf has its own)."""
+    password = _sip_password(account)
+    assert password, f"no {sip_secret_name(account)}: `asterisk/pbx install` (or sync) writes asterisk/secrets.env"
     return password
 
 

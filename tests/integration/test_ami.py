@@ -82,3 +82,28 @@ def test_manager_conf_grants_what_the_bot_uses(running):
         privilege = shown.split("[Privilege]", 1)[1].split()[0]
         needed = set() if privilege == "<none>" else set(privilege.split(",")) - {"all"}
         assert needed <= write, f"{action} needs write={privilege}"
+
+
+async def test_the_bots_account_cannot_run_commands_originate_or_change_config(running):
+    """A real AMI login (panoramisk) as the bot's user: actions beyond its rights are refused."""
+    from voicebot.telephony.ami import send
+
+    manager = await open_session(load_settings().asterisk)
+    try:
+        for action in ({"Action": "Command", "Command": "core show version"},
+                       {"Action": "Originate", "Channel": "Local/1000@from-citizens", "Application": "Wait",
+                        "Data": "1", "Async": "true"},
+                       {"Action": "Redirect", "Channel": "PJSIP/softphone-00000000", "Context": "human-queue",
+                        "Exten": "s", "Priority": "1"},
+                       {"Action": "GetConfig", "Filename": "manager.conf"},
+                       {"Action": "UpdateConfig", "SrcFilename": "manager.conf", "DstFilename": "manager.conf"},
+                       {"Action": "DBGet", "Family": "voicebot", "Key": "enabled"},
+                       {"Action": "Hangup", "Channel": "PJSIP/softphone-00000000"}):
+            reply = await send(manager, action, 3)
+            assert reply is not None, f"no reply to {action['Action']}"
+            assert reply.response == "Error" and "ermission denied" in reply.message, \
+                f"{action['Action']}: {reply.response} {reply.message}"
+        pong = await send(manager, {"Action": "Ping"}, 3)  # what it may do still works
+        assert pong is not None and pong.response == "Success"
+    finally:
+        await log_off(manager)

@@ -96,7 +96,7 @@ def test_holiday_is_closed_even_in_opening_hours(bot):
 
 async def _agent_call(script: CallScript):
     tone = (np.sin(np.arange(RATE) * 2 * np.pi * 440 / RATE) * 8000).astype(np.int16)
-    agent = await AgentPhone("agent1", sip_password(), audio=tone).start()
+    agent = await AgentPhone("agent1", sip_password("agent1"), audio=tone).start()
     try:
         from voicebot.sip.caller import place_call
 

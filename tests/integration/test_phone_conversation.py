@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.integration.telephony import (CLOSED_TIME, OPEN_TIME, BotProcess, cli, set_clock, sip_password,
                                          wait_for)
+from voicebot.config import PROJECT_ROOT
 from voicebot.sip.caller import RATE, AgentPhone
 from voicebot.sip.script import Step, espeak_tts, new_ref, render, run_script
 
@@ -64,7 +66,7 @@ def scripted_call(bot: BotProcess, script: list[Step], *, caller: str = MOBILE, 
     """Place a scripted call (with agent phones registered for its duration); returns the call
     report, the bot's record of the call and its SMS."""
     async def go():
-        phones = [await AgentPhone(a, sip_password(), audio=_tone()).start() for a in agents]
+        phones = [await AgentPhone(a, sip_password(a), audio=_tone()).start() for a in agents]
         try:
             ref, report = await _scripted(script, caller, timeout)
         finally:
@@ -235,9 +237,13 @@ def test_a_cpr_number_said_on_the_phone_or_typed_in_the_chat_is_never_stored_or_
     import urllib.request
 
     set_clock(OPEN_TIME)
+    cache_before = _tts_cache_files()
+    console_offset = _asterisk_console_size()
     _, record, _ = scripted_call(flow_bot, steps({"wait_bot": True}, {"say": f"mit cpr nummer er {CPR}"},
                                                  {"wait_bot": True}, {"hangup": True}))
     assert any("[CPR]" in t["heard"] for t in record["turns"]), record["turns"]
+    # only known lines live in the TTS disk cache (all built before the call): a call adds none
+    assert _tts_cache_files() - cache_before == set()
     body = json.dumps({"message": f"Mit CPR-nummer er {CPR.replace('-', '')}, kan I hjælpe?"}).encode()
     request = urllib.request.Request(f"http://127.0.0.1:{flow_bot.port}/api/chat", body,
                                      {"Content-Type": "application/json"})
@@ -247,9 +253,36 @@ def test_a_cpr_number_said_on_the_phone_or_typed_in_the_chat_is_never_stored_or_
     places = {"bot log": flow_bot.log()}
     for path in flow_bot.workdir.glob("voicebot.db*"):  # the database and its WAL
         places[path.name] = path.read_bytes().decode("latin-1")
+    for path in TTS_CACHE.rglob("*"):  # names and contents of the TTS cache
+        places[f"tts cache name {path.name}"] = path.name
+        if path.is_file():
+            places[f"tts cache {path.name}"] = path.read_bytes().decode("latin-1")
+    # Asterisk: no CDR/CEL/queue_log files, and neither its logs nor AstDB hold the number
+    for sub in ("var/log/asterisk", "var/lib/asterisk", "var/spool/asterisk"):
+        for path in (PBX_ROOT / sub).rglob("*"):
+            if path.is_file() and "sounds" not in path.parts:
+                places[str(path.relative_to(PBX_ROOT))] = path.read_bytes().decode("latin-1")
+    with open(PBX_CONSOLE_LOG, "rb") as f:
+        f.seek(console_offset)
+        places["asterisk/run/asterisk.log"] = f.read().decode("latin-1")
     for name, text in places.items():
-        for digits in ("0101901234", "010190-1234"):
+        # the caller's number is kept only in the SMS outbox (an earlier test queued an SMS)
+        numbers = () if name.startswith("voicebot.db") else (MOBILE, MOBILE[3:])
+        for digits in ("0101901234", "010190-1234", *numbers):
             assert digits not in text, f"{digits} found in {name}"
+
+
+TTS_CACHE = PROJECT_ROOT / "cache" / "tts"
+PBX_ROOT = PROJECT_ROOT / "asterisk" / "chroot"
+PBX_CONSOLE_LOG = PROJECT_ROOT / "asterisk" / "run" / "asterisk.log"
+
+
+def _tts_cache_files() -> set[Path]:
+    return {p for p in TTS_CACHE.rglob("*.wav")}
+
+
+def _asterisk_console_size() -> int:
+    return PBX_CONSOLE_LOG.stat().st_size if PBX_CONSOLE_LOG.exists() else 0
 
 
 def test_doctor_and_log_say_loudly_that_the_test_recognizer_is_on(flow_bot):

@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from voicebot.telephony.ari import AriClient, parse_event
+from voicebot.telephony.ari import CONNECTED, AriClient, parse_event
 
 
 async def test_a_bad_frame_is_skipped_and_the_next_stasis_start_arrives():
@@ -27,10 +27,12 @@ async def test_a_bad_frame_is_skipped_and_the_next_stasis_start_arrives():
         ari = AriClient(str(server.make_url("")).rstrip("/"), "u", "p", "voicebot")
         try:
             reader = ari.events()
+            connected = await asyncio.wait_for(reader.__anext__(), 5)
             first = await asyncio.wait_for(reader.__anext__(), 5)
             await reader.aclose()
         finally:
             await ari.close()
+    assert connected == {"type": CONNECTED}  # each (re)connect is announced: the app reconciles
     assert first["type"] == "StasisStart" and first["channel"]["id"] == "c1"
 
 

@@ -21,9 +21,9 @@ class RecordingAri:
     async def request(self, method, path, *, params=None, body=None):
         self.requests.append((method, path, params or {}))
         if path == "/bridges":
-            return {"id": "b1"}
+            return {"id": params["bridgeId"]}
         if path == "/channels/externalMedia":
-            return {"id": "e1", "channelvars": {"UNICASTRTP_LOCAL_ADDRESS": "127.0.0.1",
+            return {"id": params["channelId"], "channelvars": {"UNICASTRTP_LOCAL_ADDRESS": "127.0.0.1",
                                                 "UNICASTRTP_LOCAL_PORT": "9"}}
         return None
 
@@ -63,7 +63,7 @@ async def test_engine_failure_hands_the_caller_to_the_human_queue():
     assert ("POST", "/channels/c1/continue") in calls
     assert ("DELETE", "/channels/c1") not in calls  # never dropped
     # and the media leg is cleaned up
-    assert ("DELETE", "/channels/e1") in calls and ("DELETE", "/bridges/b1") in calls
+    assert ("DELETE", "/channels/c1-media") in calls and ("DELETE", "/bridges/c1-bridge") in calls
 
 
 async def test_a_bug_is_treated_the_same_way():

@@ -39,9 +39,9 @@ async def test_chat_answers_and_keeps_session(client):
 
 
 async def test_options_and_yes(client):
-    body = await (await client.post("/api/chat", json={"session_id": "s-1", "message": "skraldet er ikke hentet"})).json()
+    body = await (await client.post("/api/chat", json={"message": "skraldet er ikke hentet"})).json()
     assert body["reply"]["options"] == ["Ja", "Nej"]
-    body = await (await client.post("/api/chat", json={"session_id": "s-1", "message": "ja"})).json()
+    body = await _say(client, body["session_id"], "ja")
     assert "Affald og genbrug" in body["reply"]["text"] and body["intent"] == "affald"
 
 
@@ -111,16 +111,31 @@ async def recorded(service, tmp_path):
 
 
 async def _say(client, sid, message):
-    body = await (await client.post("/api/chat", json={"session_id": sid, "message": message})).json()
-    return body
+    resp = await client.post("/api/chat", json={"session_id": sid, "message": message})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+class Chat:
+    """One citizen's conversation: sends each message with the id the server last issued."""
+
+    def __init__(self, client) -> None:
+        self.client, self.sid = client, None
+
+    async def say(self, message: str) -> dict:
+        body = await _say(self.client, self.sid, message)
+        assert self.sid is None or body["session_id"] == self.sid, "the server started a new session"
+        self.sid = body["session_id"]
+        return body
 
 
 async def test_chat_answer_then_survey_is_stored(recorded):
     client, store, _ = recorded
-    assert (await _say(client, "flow-1", "Jeg har mistet mit pas"))["intent"] == "pas-mistet"
-    body = await _say(client, "flow-1", "tak for hjælpen")
+    chat = Chat(client)
+    assert (await chat.say("Jeg har mistet mit pas"))["intent"] == "pas-mistet"
+    body = await chat.say("tak for hjælpen")
     assert body["reply"]["options"] == ["1", "2", "3", "4", "5"] and not body["ended"]
-    body = await _say(client, "flow-1", "4")
+    body = await chat.say("4")
     assert body["ended"]
     record = store.recent(1)[0].as_dict()
     assert record["channel"] == "chat" and record["survey"] == 4 and record["outcome"] == "resolved"
@@ -134,16 +149,17 @@ async def test_chat_clarify_by_option(recorded, monkeypatch):
     ask = MatchResult("pas", 0.5, 0.01, "ask", (("pas", 2.0), ("pas-mistet", 1.99)))
     original = svc.runtime.engine.matcher.match
     monkeypatch.setattr(svc.runtime.engine.matcher, "match", lambda text: ask if text == "pas" else original(text))
-    body = await _say(client, "flow-2", "pas")
+    chat = Chat(client)
+    body = await chat.say("pas")
     options = body["reply"]["options"]
     assert len(options) == 2 and "pas" in options[0].lower()
-    body = await _say(client, "flow-2", options[1])  # the widget sends the option's label
+    body = await chat.say(options[1])  # the widget sends the option's label
     assert body["intent"] == "pas-mistet"
 
 
 async def test_chat_transfer_gives_contact_information(recorded):
     client, store, svc = recorded
-    body = await _say(client, "flow-3", "Jeg vil gerne tale med en medarbejder")
+    body = await _say(client, None, "Jeg vil gerne tale med en medarbejder")
     assert "33 66 33 66" in body["reply"]["text"]
     svc.close_all()
     record = store.recent(1)[0].as_dict()
@@ -152,7 +168,7 @@ async def test_chat_transfer_gives_contact_information(recorded):
 
 async def test_cpr_typed_in_the_chat_never_reaches_the_database(recorded, tmp_path):
     client, store, svc = recorded
-    await _say(client, "flow-4", "Mit cpr nummer er 010190-1234 og jeg har mistet mit pas")
+    await _say(client, None, "Mit cpr nummer er 010190-1234 og jeg har mistet mit pas")
     svc.close_all()
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("chat.db*"))
     assert b"010190" not in stored and b"1234" not in stored

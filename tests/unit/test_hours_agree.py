@@ -38,3 +38,17 @@ def test_yaml_hours_match_the_dialplan_timetable():
 
 def test_the_bot_asks_ami_about_the_queue_the_dialplan_uses():
     assert dialplan_globals()["HUMAN_QUEUE"] == load_settings().section("voice", VoiceConfig).human_queue
+
+
+def test_the_dialplan_messages_say_the_hours_the_timetable_has():
+    """closed/all-busy are played by Asterisk (bot down, queue empty): the hours they say must be
+    the ones the YAML (and so the dialplan globals, above) define, word for word as the bot says them."""
+    hours = load_directory(load_settings()).schedule(HUMAN).describe()
+    for name in ("closed", "all-busy"):
+        text = (PROJECT_ROOT / "dialplans" / "sounds" / f"{name}.txt").read_text()
+        assert hours in text, f"dialplans/sounds/{name}.txt does not say the opening hours '{hours}'"
+
+
+def test_the_dialplan_dead_man_window_is_the_bots():
+    """The dialplan arms the timer before Stasis, the bot pushes it forward: the same window."""
+    assert float(dialplan_globals()["VOICEBOT_DEADMAN"]) == load_settings().section("voice", VoiceConfig).deadman_s

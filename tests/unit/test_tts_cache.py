@@ -1,4 +1,5 @@
-"""The TTS disk cache: keys, hits and misses, resampling, atomic and self-healing files."""
+"""The TTS cache: keys, hits and misses, resampling, atomic and self-healing files; only known
+(fixed) lines on disk, dynamic ones in a bounded memory LRU."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from voicebot.speech.tts.cache import TTSCache, normalize_text
 from voicebot.speech.tts.fake import FakeConfig, FakeTTS
 
 
+#: the fixed lines these tests store on disk
+KNOWN = ["Hej med dig", "abcd", "Hej", "en", "to", "tre", "Samme tekst fra mange opkald", "."]
+
+
 @pytest.fixture
 def cache(tmp_path):
-    return TTSCache(FakeTTS(), tmp_path, 8000)
+    return TTSCache(FakeTTS(), tmp_path, 8000, known=KNOWN)
 
 
 def test_key_changes_with_text_voice_and_rate(tmp_path):
@@ -103,7 +108,7 @@ def test_store_writes_every_rate_from_one_synthesis(tmp_path):
     engine = FakeTTS()
     synth = engine.synthesize("Hej")
     for rate in (8000, 16000):
-        c = TTSCache(engine, tmp_path, rate)
+        c = TTSCache(engine, tmp_path, rate, known=["Hej"])
         c.store("Hej", synth)
         assert len(c.get("Hej")) == pytest.approx(synth.seconds * rate, abs=2)
     assert engine.calls == ["Hej"]
@@ -129,6 +134,59 @@ def test_empty_synthesis_is_cached(tmp_path):
         def synthesize(self, text: str) -> Synthesized:
             return Synthesized(np.zeros(0, dtype=np.int16), 22050)
 
-    c = TTSCache(Silent(), tmp_path, 8000)
+    c = TTSCache(Silent(), tmp_path, 8000, known=["."])
     assert len(c.get(".")) == 0
     assert c.has(".")
+
+
+# ---- dynamic lines: memory only ------------------------------------------------------------------
+
+CPR_LINE = "Jeg noterer dit cpr nummer 010190-1234, og du står som nummer 3 i køen"
+
+
+def _all_bytes(directory) -> tuple[list[str], bytes]:
+    files = sorted(p for p in directory.rglob("*") if p.is_file())
+    return [str(p.relative_to(directory)) for p in files], b"".join(p.read_bytes() for p in files)
+
+
+def test_a_dynamic_line_never_reaches_the_disk(cache, tmp_path):
+    cache.get("Hej")  # a known line: on disk
+    names_before, _ = _all_bytes(tmp_path)
+    samples = cache.get(CPR_LINE)
+    assert len(samples) > 0 and cache.engine.calls[-1] == CPR_LINE
+    names, contents = _all_bytes(tmp_path)
+    assert names == names_before == [str(cache.path("Hej").relative_to(tmp_path))]
+    assert not cache.has(CPR_LINE)
+    for form in ("0101901234", "010190-1234", "010190"):
+        assert form not in "".join(names) and form.encode() not in contents
+
+
+def test_a_dynamic_line_is_served_from_memory_the_second_time(cache):
+    first = cache.get(CPR_LINE)
+    second = cache.get(CPR_LINE)
+    assert cache.engine.calls == [CPR_LINE] and (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_array_equal(first, second)
+    assert not second.flags.writeable  # shared between calls: nobody may change it
+
+
+def test_the_memory_cache_is_bounded_lru(tmp_path):
+    engine = FakeTTS()
+    c = TTSCache(engine, tmp_path, 8000, memory_items=2)
+    c.get("kø 1")
+    c.get("kø 2")
+    c.get("kø 1")  # touch: kø 2 is now the oldest
+    c.get("kø 3")  # evicts kø 2
+    assert len(c._memory) == 2
+    c.get("kø 1")
+    assert engine.calls == ["kø 1", "kø 2", "kø 3"]
+    c.get("kø 2")
+    assert engine.calls[-1] == "kø 2" and list(tmp_path.rglob("*")) == []
+
+
+def test_declared_lines_are_known_in_any_spacing(tmp_path):
+    c = TTSCache(FakeTTS(), tmp_path, 8000)
+    assert not c.is_known("Velkommen til")
+    c.declare_known(["Velkommen  til"])
+    assert c.is_known(" Velkommen til ")
+    c.get("Velkommen til")
+    assert c.has("Velkommen til")

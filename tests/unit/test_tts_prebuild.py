@@ -31,6 +31,14 @@ def test_each_text_is_synthesized_once_for_all_rates(tmp_path):
         assert c.has("Hej") and c.has("Farvel")
 
 
+def test_built_lines_become_known_to_the_cache(tmp_path):
+    engine = FakeTTS()
+    built = caches(tmp_path, engine)
+    prebuild([SpokenText("article a", "Et svar")], built, progress=False)
+    assert all(c.is_known("Et svar") for c in built)
+    assert not built[0].is_known("Du er nummer 4 i køen")
+
+
 def test_second_build_finds_everything_cached(tmp_path):
     engine = FakeTTS()
     items = [SpokenText("prompt a", "Hej")]
@@ -42,7 +50,7 @@ def test_second_build_finds_everything_cached(tmp_path):
 
 def test_only_the_missing_rate_is_filled(tmp_path):
     engine = FakeTTS()
-    TTSCache(engine, tmp_path / "cache", 16000).get("Hej")
+    TTSCache(engine, tmp_path / "cache", 16000, known=["Hej"]).get("Hej")
     report = prebuild([SpokenText("p", "Hej")], caches(tmp_path, engine), progress=False)
     assert report.synthesized == 1 and TTSCache(engine, tmp_path / "cache", 8000).has("Hej")
 

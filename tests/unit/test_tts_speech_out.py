@@ -106,3 +106,12 @@ async def test_prompt_by_name_with_its_recording(engine, tmp_path):
     assert engine.calls == ["Farvel"]
     with pytest.raises(KeyError, match="known: goodbye, greeting"):
         await speech.prompt("nope")
+
+
+async def test_prompts_are_cached_on_disk_and_other_text_only_in_memory(speech, engine, tmp_path):
+    await speech.prompt("greeting")
+    await speech.audio_for("Farvel")  # a prompt's text, said by the dialogue
+    await speech.audio_for("Du har cpr nummer 010190-1234 og er nummer 2 i køen")
+    files = [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()]
+    assert sorted(files) == sorted([speech.cache.path("Velkommen").name, speech.cache.path("Farvel").name])
+    assert speech.cache.is_known("Velkommen") and not speech.cache.is_known("Du har cpr nummer 010190-1234")

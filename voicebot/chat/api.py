@@ -1,65 +1,172 @@
 """HTTP API of the web chat: ``POST /api/chat`` and the widget page (``GET /chat``).
 
-Request ``{session_id?, message}``; response ``{session_id, reply: {text, link?, options?},
-intent, confidence}``. Bad input gets a 4xx with ``{error}`` in Danish-free plain English, since
-it is for the widget's developer, not the citizen.
+Request ``{session_id?, message}``; response ``{session_id, new_session, reply: {text, link?,
+options?}, intent, confidence, ended}``. Session ids are issued by the server: send none to start,
+then the one the last response gave; an id the server does not hold starts a new session under a
+new id (``new_session: true``), see ``voicebot/chat/sessions.py``.
+
+Status codes: 400 bad JSON (also nested deeper than ``MAX_JSON_DEPTH``) or a bad field; 408 a body
+that takes longer than ``BODY_SECONDS`` to arrive; 413 a body over ``MAX_BODY_BYTES`` or a message
+over ``chat.max_message_chars``; 429 with ``Retry-After`` when this client sends too fast or the
+chat is busy (worker pool or session store full). 429 rather than 503 for "busy": both mean "try
+again shortly", and a flood must not look like a server fault to monitoring. Errors are
+``{error}`` in plain English for the widget's developer, plus ``message`` in Danish where the
+citizen should be told something.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import re
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+from voicebot.chat.limits import ChatBusy, RateLimiter, WorkPool, client_key, parse_networks
+from voicebot.chat.service import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from voicebot.chat.service import ChatService
 
-MAX_BODY_BYTES = 8 * 1024
+log = logging.getLogger(__name__)
+
+BODY_SECONDS = 10.0
+REFUSED_LOG_SECONDS = 60.0
+MAX_JSON_DEPTH = 4  # the body is one flat object; anything deeper is not ours
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WIDGET = Path(__file__).with_name("widget.html")
 SERVICE_KEY: web.AppKey = web.AppKey("chat_service", object)
+API_KEY: web.AppKey = web.AppKey("chat_api", object)
+
+TOO_FAST = "Du sender beskeder meget hurtigt. Vent et øjeblik, og prøv igen."
+TOO_BUSY = "Der er travlt lige nu. Prøv igen om lidt."
+FAILED = "Der skete en fejl hos os. Prøv igen om lidt."
 
 
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+class BadRequest(Exception):
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
 
 
-async def chat(request: web.Request) -> web.Response:
-    service: ChatService = request.app[SERVICE_KEY]
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _error(413, f"request body too large (max {MAX_BODY_BYTES} bytes)")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        return _error(413, f"request body too large (max {MAX_BODY_BYTES} bytes)")
+def _error(status: int, error: str, message: str | None = None, retry_after: float | None = None) -> web.Response:
+    body = {"error": error, **({"message": message} if message else {})}
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
+    return web.json_response(body, status=status, headers=headers,
+                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The whole body however it was split into packets or chunks, at most ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequest(413, f"request body too large (max {limit} bytes)")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise BadRequest(413, f"request body too large (max {limit} bytes)")
+    except TimeoutError:
+        raise BadRequest(408, f"request body not received within {BODY_SECONDS:g} s") from None
+    return bytes(body)
+
+
+def parse_body(raw: bytes, max_chars: int) -> tuple[str | None, str]:
+    """``(session_id, message)`` from a request body, or ``BadRequest`` saying what is wrong."""
     try:
         body = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _error(400, f"body is not valid JSON: {exc}")
+    except UnicodeDecodeError:
+        raise BadRequest(400, "body is not valid UTF-8") from None
+    except RecursionError:  # the C parser's guard against deep nesting: "[[[[..."
+        raise BadRequest(400, f"body is not valid JSON: nested too deeply (max {MAX_JSON_DEPTH} levels)") from None
+    except ValueError as exc:  # JSONDecodeError, and also a number of more than 4300 digits
+        raise BadRequest(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        return _error(400, "body must be a JSON object {session_id?, message}")
+        raise BadRequest(400, "body must be a JSON object {session_id?, message}")
+    if _deeper_than(body, MAX_JSON_DEPTH):
+        raise BadRequest(400, f"body is nested too deeply (max {MAX_JSON_DEPTH} levels)")
     message, session_id = body.get("message"), body.get("session_id")
     if not isinstance(message, str) or not message.strip():
-        return _error(400, "message: required, a non-empty string")
-    limit = service.config.max_message_chars
-    if len(message) > limit:
-        return _error(413, f"message: too long ({len(message)} characters, max {limit})")
+        raise BadRequest(400, "message: required, a non-empty string")
+    if len(message) > max_chars:
+        raise BadRequest(413, f"message: too long ({len(message)} characters, max {max_chars})")
     if session_id is not None and (not isinstance(session_id, str) or not SESSION_RE.match(session_id)):
-        return _error(400, "session_id: 1-64 characters of letters, digits, '-' or '_'")
-    # matching is CPU work (the embedding model): keep it off the event loop
-    result = await asyncio.get_running_loop().run_in_executor(None, service.reply, session_id, message)
-    return web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        raise BadRequest(400, "session_id: the id a previous response gave (letters, digits, '-', '_'), or null")
+    return session_id, message
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class ChatApi:
+    """The request handler with the limits it enforces (one per web app)."""
+
+    def __init__(self, service: ChatService) -> None:
+        c = service.config
+        self.service = service
+        self.trusted = parse_networks(c.trusted_proxies)
+        self.limiter = RateLimiter(c.rate_per_second, c.rate_burst)
+        self.pool = WorkPool(c.workers, c.max_waiting, c.wait_seconds)
+        self._refused: dict[str, int] = {}  # since the last log line
+        self._refused_logged = 0.0
+
+    async def chat(self, request: web.Request) -> web.Response:
+        client = client_key(request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted)
+        wait = self.limiter.check(client)  # first: a flood costs no reading, parsing or matching
+        if wait:
+            self._note_refused("rate limit")
+            return _error(429, "too many requests from this client", TOO_FAST, wait)
+        try:
+            session_id, message = parse_body(await read_body(request), self.service.config.max_message_chars)
+        except BadRequest as exc:
+            return _error(exc.status, str(exc))
+        try:
+            result = await self.pool.run(self.service.reply, session_id, message, client)
+        except ChatBusy as exc:
+            self._note_refused("busy")
+            return _error(429, f"busy: {exc}", TOO_BUSY, exc.retry_after)
+        except Exception:  # noqa: BLE001 - the request's boundary: a bug answers 500, logged, never a hang
+            log.exception("chat turn failed", extra={"session": session_id or "new"})
+            return _error(500, "internal error (logged)", FAILED)
+        return web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+    def _note_refused(self, reason: str) -> None:
+        """Count 429s; log them at most once a minute, so a flood is visible but not a log flood."""
+        self._refused[reason] = self._refused.get(reason, 0) + 1
+        now = time.monotonic()
+        if now - self._refused_logged >= REFUSED_LOG_SECONDS:
+            log.warning("chat requests refused", extra={k.replace(" ", "_"): n for k, n in self._refused.items()})
+            self._refused, self._refused_logged = {}, now
+
+    async def close(self, app: web.Application) -> None:
+        self.pool.close()
 
 
 async def widget(request: web.Request) -> web.Response:
     return web.Response(text=WIDGET.read_text(encoding="utf-8"), content_type="text/html")
 
 
-def add_chat_routes(app: web.Application, service: ChatService) -> None:
-    """Mount the chat API and widget on the ``voicebot serve`` web app."""
+def add_chat_routes(app: web.Application, service: ChatService) -> ChatApi:
+    """Mount the chat API and widget on the ``voicebot serve`` web app; the chat's worker
+    threads stop with the app."""
+    api = ChatApi(service)
     app[SERVICE_KEY] = service
-    app.router.add_post("/api/chat", chat)
+    app[API_KEY] = api
+    app.router.add_post("/api/chat", api.chat)
     app.router.add_get("/chat", widget)
+    app.on_cleanup.append(api.close)
+    return api

@@ -7,14 +7,13 @@ the chat down. Every session leaves one record in the store (when one is given).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
-import secrets
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from voicebot.chat.limits import ChatBusy, parse_networks
+from voicebot.chat.sessions import Session, SessionStore
 from voicebot.dialogue import Ask, ChatMessage, Conversation, OfferSms, Say, SendSms, Transfer
 from voicebot.knowledge.departments import KnowledgeConfig
 
@@ -28,28 +27,43 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 8 * 1024  # a request body; bigger ones get 413 before they are read
+MAX_MESSAGE_CHARS = 1000  # the most max_message_chars may be: even as \uXXXX escapes it fits the body
+
 
 @dataclasses.dataclass
 class ChatConfig:
-    """The ``chat:`` section."""
+    """The ``chat:`` section: message size, sessions and the limits that keep a flood harmless
+    (see ``voicebot/chat/sessions.py`` and ``limits.py`` for why each rule is what it is)."""
 
     max_message_chars: int = 500
     max_sessions: int = 10000
+    max_sessions_per_client: int = 50
     session_idle_seconds: float = 1800.0
+    session_active_seconds: float = 300.0  # used this recently: never evicted for someone else
+    rate_per_second: float = 2.0
+    rate_burst: int = 10
+    trusted_proxies: list[str] = dataclasses.field(default_factory=list)
+    workers: int = 1
+    max_waiting: int = 20
+    wait_seconds: float = 2.0
 
     def validate(self) -> None:
-        if self.max_message_chars < 10:
-            raise ValueError("max_message_chars: must be at least 10")
-        if self.max_sessions < 1:
-            raise ValueError("max_sessions: must be at least 1")
-
-
-@dataclasses.dataclass
-class _Session:
-    conversation: Conversation
-    seen: float
-    recorder: Recorder | None = None
-    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)  # one turn at a time
+        if not 10 <= self.max_message_chars <= MAX_MESSAGE_CHARS:
+            raise ValueError(f"max_message_chars: must be between 10 and {MAX_MESSAGE_CHARS}")
+        for key in ("max_sessions", "max_sessions_per_client", "rate_burst", "workers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"{key}: must be at least 1")
+        for key in ("session_idle_seconds", "rate_per_second", "wait_seconds"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key}: must be positive")
+        if not 0 <= self.session_active_seconds <= self.session_idle_seconds:
+            raise ValueError("session_active_seconds: must be between 0 and session_idle_seconds")
+        if self.max_waiting < 0:
+            raise ValueError("max_waiting: must be 0 or more")
+        if self.workers > 8:
+            raise ValueError("workers: at most 8 (the chat must not starve the phone's speech work)")
+        parse_networks(self.trusted_proxies)
 
 
 def render(actions: list[Action]) -> dict[str, Any]:
@@ -82,8 +96,10 @@ def _contact(t: Transfer) -> str:
 
 
 class ChatService:
-    """Sessions keyed by id; each keeps its ``Conversation`` (so follow-ups have context) and the
-    recorder that writes its record. Knowledge, matcher and engine come from the shared runtime."""
+    """Sessions under server-issued ids; each keeps its ``Conversation`` (so follow-ups have
+    context) and the recorder that writes its record. Knowledge, matcher and engine come from the
+    shared runtime. Blocking throughout (matching, the store): the HTTP API calls it from the
+    chat's own worker threads."""
 
     def __init__(self, settings: Settings, runtime: DialogueRuntime, store: Store | None = None) -> None:
         self.settings = settings
@@ -91,31 +107,36 @@ class ChatService:
         self.store = store
         self.config = settings.section("chat", ChatConfig)
         self.tenant = settings.section("knowledge", KnowledgeConfig).tenant
-        self._lock = threading.Lock()
-        self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
+        c = self.config
+        self.sessions = SessionStore(c.max_sessions, c.max_sessions_per_client, c.session_idle_seconds,
+                                     c.session_active_seconds)
 
     @property
     def kb(self) -> KnowledgeBase:
         return self.runtime.kb
 
-    def reply(self, session_id: str | None, message: str) -> dict[str, Any]:
-        """Answer one message; creates the session when ``session_id`` is new or missing.
-
-        Blocking (matching and the store): the HTTP handler runs it in a worker thread."""
-        session_id = session_id or secrets.token_urlsafe(12)
-        session = self._session(session_id)
+    def reply(self, session_id: str | None, message: str, client: str = "local") -> dict[str, Any]:
+        """Answer one message in session ``session_id``. No id, or one this server does not hold
+        (never issued, expired, evicted, from before a restart), starts a new session under a new
+        id: the result's ``session_id`` is the one to send next, and ``new_session`` says that the
+        earlier context is gone. ``ChatBusy`` when the store is full of active sessions, or this
+        session's previous message is still being answered after ``wait_seconds``."""
+        session, new = self._open(session_id, client)
         engine = self.runtime.engine  # one consistent knowledge base for this turn, even during reload
         event = ChatMessage(message)
-        with session.lock:
+        if not session.lock.acquire(timeout=self.config.wait_seconds):
+            raise ChatBusy("the previous message of this session is still being answered")
+        try:
             started = time.perf_counter()
             actions = engine.handle(session.conversation, event)
             match_ms = int((time.perf_counter() - started) * 1000)
             if session.recorder is not None:
                 session.recorder.turn(event, actions, session.conversation, {"match_ms": match_ms})
+        finally:
+            session.lock.release()
         if session.conversation.ended:  # a goodbye: the next message starts afresh
-            with self._lock:
-                self._sessions.pop(session_id, None)
-            self._close(session)
+            if self.sessions.drop(session.id) is not None:
+                self._close(session)
         says = [a for a in actions if isinstance(a, Say) and a.article_id]
         intent = says[0].article_id if says else "none"
         if intent == "none" and any(isinstance(a, Transfer) and a.reason == "offered" for a in actions):
@@ -123,28 +144,23 @@ class ChatService:
         result = session.conversation.last_result
         confidence = result.confidence if result is not None and result.intent == intent else \
             (1.0 if intent != "none" else 0.0)  # chosen from options or a follow-up: certain
-        return {"session_id": session_id, "reply": render(actions), "intent": intent,
+        return {"session_id": session.id, "new_session": new, "reply": render(actions), "intent": intent,
                 "confidence": confidence, "ended": session.conversation.ended}
 
-    def _session(self, session_id: str) -> _Session:
-        now = time.monotonic()
-        stale: list[_Session] = []
-        with self._lock:
-            session = self._sessions.pop(session_id, None)
-            if session is not None and now - session.seen > self.config.session_idle_seconds:
-                stale.append(session)
-                session = None
-            if session is None:
-                session = _Session(Conversation("chat", session_id), now, self._recorder(session_id))
-            session.seen = now
-            self._sessions[session_id] = session
-            while len(self._sessions) > self.config.max_sessions:
-                stale.append(self._sessions.popitem(last=False)[1])
-        for old in stale:
+    def _open(self, session_id: str | None, client: str) -> tuple[Session, bool]:
+        opened = self.sessions.open(session_id, client, self._new_session)
+        for old in opened.dropped:
             self._close(old)
-        return session
+        if opened.session is None:
+            log.warning("chat sessions full of active conversations; new session refused",
+                        extra={"sessions": len(self.sessions)})
+            raise ChatBusy("every chat session is in use", retry_after=30.0)
+        return opened.session, opened.new
 
-    def _recorder(self, session_id: str) -> Recorder | None:
+    def _new_session(self, session_id: str, client: str, now: float) -> Session:
+        return Session(session_id, client, Conversation("chat", session_id), now, self._recorder())
+
+    def _recorder(self) -> Recorder | None:
         if self.store is None:
             return None
         from voicebot.store.recorder import Recorder
@@ -152,17 +168,14 @@ class ChatService:
         return Recorder(self.store, channel="chat", tenant=self.tenant)
 
     @staticmethod
-    def _close(session: _Session) -> None:
+    def _close(session: Session) -> None:
         if session.recorder is not None:
             with session.lock:
                 session.recorder.close(session.conversation)
 
     def close_all(self) -> None:
         """Close every open session's record (on shutdown)."""
-        with self._lock:
-            sessions = list(self._sessions.values())
-            self._sessions.clear()
-        for session in sessions:
+        for session in self.sessions.clear():
             self._close(session)
 
     def reload(self) -> tuple[bool, str]:

@@ -18,7 +18,7 @@ import statistics
 
 import numpy as np
 
-from voicebot.config import load_settings, secret
+from voicebot.config import load_settings, sip_password
 from voicebot.errors import VoicebotError
 from voicebot.sip.caller import RATE, CallScript, place_call
 from voicebot.sip.measure import prompt_stop_ms, voice_onset_ms
@@ -41,9 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.calls < 1 or args.parallel < 1:
         raise VoicebotError("--calls and --parallel must be at least 1")
-    password = secret("SIP_PASSWORD")
+    password = sip_password("softphone")
     if not password:
-        raise VoicebotError("no SIP password: run `asterisk/pbx install` or set VOICEBOT_SIP_PASSWORD")
+        raise VoicebotError("no SIP password for softphone: run `asterisk/pbx install` or set "
+                            "VOICEBOT_SIP_PASSWORD_SOFTPHONE")
     host, _, port = args.server.partition(":")
     result = asyncio.run(_bench(args, password, (host, int(port or 5060))))
     if args.json:

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from voicebot.config import Settings, load_settings, secret
+from voicebot.config import Settings, load_settings, sip_password, sip_secret_name
 from voicebot.errors import VoicebotError
 from voicebot.sip.caller import RATE, CallReport, CallScript, place_call
 from voicebot.speech.audio import read_wav, resample, write_wav
@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--user", default="softphone", help="SIP user (default softphone)")
     p.add_argument("--caller-id", metavar="NUMBER", help="with --script: the caller's number (P-Asserted-Identity), "
                    "e.g. +4520123456 to call from a mobile that can receive an SMS")
-    p.add_argument("--password", help="SIP password (default: $VOICEBOT_SIP_PASSWORD or asterisk/secrets.env)")
+    p.add_argument("--password", help="SIP password (default: the --user account's own, "
+                   "$VOICEBOT_SIP_PASSWORD_<USER> or SIP_PASSWORD_<USER> in asterisk/secrets.env)")
     p.add_argument("--json", action="store_true", help="print the measurements as JSON")
     p.set_defaults(func=run)
 
@@ -71,9 +72,9 @@ def _dtmf(specs: list[str]) -> list[tuple[str, float]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    password = args.password or secret("SIP_PASSWORD")
+    password = args.password or sip_password(args.user)
     if not password:
-        raise VoicebotError("no SIP password: pass --password, set VOICEBOT_SIP_PASSWORD, "
+        raise VoicebotError(f"no SIP password for {args.user!r}: pass --password, set VOICEBOT_{sip_secret_name(args.user)}, "
                             "or run `asterisk/pbx install` (writes asterisk/secrets.env)")
     host, _, port = args.server.partition(":")
     server = (host, int(port or 5060))

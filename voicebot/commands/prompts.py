@@ -34,7 +34,8 @@ def register(subparsers: Any) -> None:
     b.add_argument("--json", action="store_true", help="print the report as JSON")
     b.set_defaults(func=build)
 
-    s = sub.add_parser("say", help="synthesize one text (through the cache) into a WAV file")
+    s = sub.add_parser("say", help="synthesize one text into a WAV file (from the disk cache when it is a "
+                       "known line; any other text is synthesized in memory and not cached)")
     s.add_argument("text", help="Danish text to say")
     s.add_argument("--out", type=Path, required=True, metavar="FILE.wav")
     s.add_argument("--rate", type=int, help="sample rate (default: the call rate from media.format)")

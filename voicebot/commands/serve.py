@@ -12,7 +12,7 @@ import sys
 
 from aiohttp import web
 
-from voicebot.config import PROJECT_ROOT, Settings, load_settings, secret
+from voicebot.config import PROJECT_ROOT, Settings, load_settings
 from voicebot.telephony.app import VoicebotApp
 from voicebot.telephony.ari import AriClient
 from voicebot.telephony.rtp import CODECS
@@ -62,7 +62,7 @@ def build_voice(settings: Settings, vocabulary: list[str]):
     from voicebot.speech.tts import create_speech_out
     from voicebot.speech.vad import VadConfig
     from voicebot.telephony.call import VoiceServices
-    from voicebot.telephony.ear import VoiceConfig
+    from voicebot.telephony.ear import DecodeGate, VoiceConfig
 
     rate = CODECS[settings.media.format].rate
     speech = create_speech_out(settings, rate)
@@ -79,8 +79,10 @@ def build_voice(settings: Settings, vocabulary: list[str]):
             listener.recognizer.engine = engine.for_call(script)
         return listener
 
-    return VoiceServices(speech=speech, new_listener=new_listener, config=settings.section("voice", VoiceConfig),
-                         apology=settings.section("dialogue", DialogueTexts).technical_error,
+    config = settings.section("voice", VoiceConfig)
+    texts = settings.section("dialogue", DialogueTexts)
+    return VoiceServices(speech=speech, new_listener=new_listener, config=config,
+                         apology=texts.technical_error, holding=texts.holding, gate=DecodeGate(config.max_pending_decodes),
                          end_silence_ms=settings.section("speech.vad", VadConfig).end_silence_ms,
                          test_recognizer=test_recognizer)
 
@@ -160,8 +162,8 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         purger.cancel()
         await sms.gateway.close()
         await ami.close()
+        await runner.cleanup()  # the chat takes no more messages, and its worker threads stop
         await asyncio.to_thread(chat.close_all)
-        await runner.cleanup()
         PIDFILE.unlink(missing_ok=True)
 
 
@@ -184,6 +186,7 @@ def _health(ari: AriClient, app: VoicebotApp, voice) -> dict:
     import threading
 
     return {"ari_connected": ari.connected.is_set(), "calls": len(app.calls),
+            "max_calls": voice.config.max_calls, "pending_decodes": voice.gate.pending if voice.gate else 0,
             "test_recognizer": voice.test_recognizer, "tasks": len(asyncio.all_tasks()),
             "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,
             "threads": threading.active_count()}
@@ -194,14 +197,17 @@ async def _to_chat(request: web.Request) -> web.StreamResponse:
 
 
 def print_banner(settings: Settings) -> None:
-    sip_pw = secret("SIP_PASSWORD") or "(see asterisk/secrets.env)"
+    """What `make run` shows. Never a secret: a terminal is scrolled back, shared and pasted into
+    tickets. The SIP passwords (one per account) are in asterisk/secrets.env; `make secrets`
+    prints them when asked."""
     w = settings.web
     print(f"""
   kk-voicebot is running.  Ctrl-C stops the bot and Asterisk.
 
   Main number           33663366   (short alias 1000; 2000 = human queue directly)
-  Softphone account     sip:softphone@127.0.0.1:5060   user softphone   password {sip_pw}
-  Human agent account   sip:agent1@127.0.0.1:5060      user agent1      password {sip_pw}
+  Softphone account     sip:softphone@127.0.0.1:5060   user softphone
+  Human agent account   sip:agent1@127.0.0.1:5060      user agent1
+  SIP passwords         one per account, in asterisk/secrets.env (`make secrets` shows them)
   Test call             .venv/bin/voicebot call 33663366 --say "Hej" --json
   Asterisk CLI          asterisk/pbx cli "core show channels"     (interactive: asterisk/pbx console)
   Kill switch           asterisk/pbx cli "database put voicebot enabled 0"   (1 = on again)

@@ -50,6 +50,7 @@ class DialogueTexts:
     closed: str = "{name} har telefontid {hours}. Lige nu er der lukket."
     no_agents: str = "Der er desværre ingen medarbejdere ledige lige nu. {name} har telefontid {hours}."
     technical_error: str = "Der er desværre sket en teknisk fejl. Jeg stiller dig videre til en medarbejder."
+    holding: str = "Et øjeblik."  # the phone says it when recognizing the caller's words is slow (load)
     contact_chat: str = "Du kan kontakte {name}{phone}{hours}."
     no_followup: str = "Det kan jeg ikke svare præcist på her. Du kan læse mere på {link}"
     yes: str = "Ja"

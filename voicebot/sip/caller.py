@@ -294,6 +294,7 @@ class AgentPhone:
         self.host = host
         self.answered: list[str] = []  # call-ids
         self.invites: list[SipMessage] = []  # what each call's INVITE said (caller id, headers)
+        self.rung_at: list[float] = []  # time.monotonic() of each INVITE
         self.heard: list[np.ndarray] = []
         self._endpoints: list[RtpEndpoint] = []
 
@@ -304,6 +305,7 @@ class AgentPhone:
         return self
 
     async def _on_invite(self, incoming: IncomingCall) -> None:
+        self.rung_at.append(time.monotonic())
         self.invites.append(incoming.request)
         endpoint = await RtpEndpoint.open(self.host, PCMU, self.heard.append,
                                           remote=sdp_audio_address(incoming.remote_sdp))

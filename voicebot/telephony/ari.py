@@ -6,7 +6,9 @@ hangs or spins when the websocket drops). This client does two things:
 * ``await ari.request("POST", "/channels/{id}/answer")`` — REST with HTTP basic auth (never
   credentials in the query string); returns parsed JSON (or None), raises ``AriError``.
 * ``async for event in ari.events():`` — the application's events; when the websocket drops
-  (Asterisk restart) it reconnects with exponential backoff, forever, until ``close()``.
+  (Asterisk restart) it reconnects with exponential backoff, forever, until ``close()``. Each
+  (re)connect yields a ``{"type": CONNECTED}`` event first, so the app can reconcile its calls
+  with what Asterisk still has (events of the gap are lost).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import aiohttp
 from voicebot.errors import AriError, TelephonyError
 
 log = logging.getLogger("voicebot.ari")
+
+CONNECTED = "VoicebotAriConnected"  # the synthetic event yielded on each (re)connect
 
 
 class AriClient:
@@ -67,6 +71,7 @@ class AriClient:
                     log.info("ARI connected", extra={"app": self.app, "url": self.base})
                     self.connected.set()
                     delay = 0.25
+                    yield {"type": CONNECTED}
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             event = parse_event(msg.data)

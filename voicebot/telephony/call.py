@@ -23,7 +23,7 @@ import numpy as np
 from voicebot.config import MediaConfig
 from voicebot.errors import AriError, TelephonyError
 from voicebot.telephony.ari import AriClient
-from voicebot.telephony.ear import Ear, VoiceConfig
+from voicebot.telephony.ear import DecodeGate, Ear, VoiceConfig
 from voicebot.telephony.media import MediaLeg
 from voicebot.telephony.speaker import Played, Speaker
 
@@ -46,6 +46,8 @@ class VoiceServices:
     new_listener: Callable[..., Any]  # (asr_script: list | None) -> voicebot.speech.asr.Listener
     config: VoiceConfig
     apology: str = ""  # said when the call fails, before the hand-back to a human
+    holding: str = ""  # said once per turn when recognition is slow (voice.hold_after_s)
+    gate: DecodeGate | None = None  # the process-wide bound on pending decodes (voice.max_pending_decodes)
     end_silence_ms: int = 0  # the endpointer's end-of-turn wait (reported per turn)
     test_recognizer: bool = False  # asr.engine: script — read the caller's script header
 
@@ -109,7 +111,9 @@ class Call:
             self.speaker = Speaker(self.media.play, self.media.rate, guard_ms=self.voice.config.barge_in_guard_ms,
                                    channel_id=self.id, on_prompt_end=self._prompt_ended)
             self.ear = Ear(self.voice.new_listener(script), self.voice.config, self.speaker, self.id,
-                           self.voice.end_silence_ms)
+                           self.voice.end_silence_ms, self.voice.gate)
+            if self.gone.is_set():  # hung up during the set-up, before there was a speaker to stop
+                self.speaker.stop()
             try:
                 async with asyncio.TaskGroup() as group:
                     listening = group.create_task(self.ear.run(self.audio_in), name=f"ear-{self.id}")
@@ -117,12 +121,15 @@ class Call:
             except* CallerGone:
                 pass
             if not self._done and not self.gone.is_set():
-                await self.hangup("resolved")
+                await self.hangup("ended")  # the conversation returned without ending the call
         except CallerGone:
             pass
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the call's task boundary: fail open, never strand
+            if self.gone.is_set():  # the caller hung up during the set-up: nothing failed
+                log.info("caller left during the set-up", extra={**extra, "error": _describe(exc)})
+                return
             log.error("call failed; handing the caller to a human", extra={**extra, "error": _describe(exc)},
                       exc_info=not isinstance(exc, ExceptionGroup))
             await self._fail_open()
@@ -154,6 +161,11 @@ class Call:
                 log.warning("could not say the apology", extra={"channel": self.id, "error": _describe(exc)})
         await self.hand_back(HUMAN_TARGET, outcome="failed")
 
+    @property
+    def handed_over(self) -> bool:
+        """The bot has let go of the call (hand-back or hang-up sent) or the caller is gone."""
+        return self._done or self.gone.is_set()
+
     # ---- primitives for conversations ---------------------------------------------------------
     def check(self) -> None:
         if self.gone.is_set():
@@ -170,12 +182,40 @@ class Call:
 
     async def next_event(self, timeout: float | None = None) -> tuple[object, dict[str, int]]:
         """The caller's next (event, timings): utterance, key press or silence. Raises CallerGone on
-        hang-up, the engine's error when recognition failed, TimeoutError after ``timeout``."""
+        hang-up, the engine's error when recognition failed, TimeoutError after ``timeout``.
+        While a decode is slower than ``voice.hold_after_s`` the caller hears the holding line
+        once (the ear itself gives up at ``voice.decode_timeout_s``)."""
         assert self.ear is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        held = False
         getter = asyncio.ensure_future(self.ear.events.get())
         gone = asyncio.ensure_future(self.gone.wait())
         try:
-            done, _ = await asyncio.wait({getter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - loop.time())
+                hold_at = self._hold_at() if not held else None
+                waiters, busy = {getter, gone}, None
+                if hold_at is not None:
+                    wait = min(wait, hold_at) if wait is not None else hold_at
+                elif not held and self.voice.holding:  # wake up when a decode starts
+                    busy = asyncio.ensure_future(self.ear.busy.wait())
+                    waiters.add(busy)
+                try:
+                    done, _ = await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if busy is not None:
+                        busy.cancel()
+                if getter in done or gone in done:
+                    break
+                if busy is not None and busy in done:
+                    continue  # a decode started: wait for it, or for the holding line's moment
+                if hold_at is not None and self._hold_at() == 0:
+                    held = True
+                    log.info("recognition is slow: holding line", extra={"channel": self.id})
+                    await self.say(self.voice.holding)
+                elif deadline is not None and loop.time() >= deadline:
+                    raise TimeoutError()
         finally:
             for f in (getter, gone):
                 f.cancel()
@@ -184,9 +224,14 @@ class Call:
             if isinstance(event, Exception):  # the engine failed: the conversation hands over
                 raise event
             return event, timings
-        if gone in done:
-            raise CallerGone()
-        raise TimeoutError()
+        raise CallerGone()
+
+    def _hold_at(self) -> float | None:
+        """Seconds until the holding line is due (0: now), None when no decode is pending."""
+        since = self.ear.decoding_since if self.ear is not None else None
+        if since is None or not self.voice.holding:
+            return None
+        return max(0.0, since + self.voice.config.hold_after_s - time.monotonic())
 
     async def set_variables(self, **variables: str) -> None:
         """Best effort: channel variables for ops (``core show channel``) and the dialplan."""

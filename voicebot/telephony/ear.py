@@ -38,6 +38,13 @@ class VoiceConfig:
     turn_timeout_s: float = 30.0   # the longest the bot waits for the caller's next event
     queue_status_timeout_s: float = 0.5  # AMI queue status before a human transfer
     human_queue: str = "borgerservice"  # the queue behind the human route (dialplan HUMAN_QUEUE)
+    # overload and failure bounds: past them a caller is held or handed to a human, never stranded
+    max_calls: int = 40            # calls in the bot at once; more go straight to the human route
+    max_pending_decodes: int = 8   # utterances waiting for or in ASR (all calls); more: a human
+    hold_after_s: float = 2.0      # a decode slower than this: the caller hears the holding line
+    decode_timeout_s: float = 8.0  # a decode slower than this: the caller goes to a human
+    deadman_s: float = 8.0         # the dialplan takes a call back this long after the bot stopped
+                                   # keeping it alive (SIGKILL, hang); refreshed every third of it
 
     def validate(self) -> None:
         if self.barge_in_guard_ms < 0:
@@ -46,13 +53,49 @@ class VoiceConfig:
             raise ValueError("turn_timeout_s: must be positive")
         if not 0 < self.queue_status_timeout_s <= 0.5:
             raise ValueError("queue_status_timeout_s: must be in (0, 0.5]: a caller never waits longer on AMI")
+        if self.max_calls < 1:
+            raise ValueError("max_calls: must be at least 1")
+        if self.max_pending_decodes < 1:
+            raise ValueError("max_pending_decodes: must be at least 1")
+        if not 0 < self.hold_after_s < self.decode_timeout_s:
+            raise ValueError("hold_after_s: must be positive and below decode_timeout_s")
+        if self.decode_timeout_s >= self.turn_timeout_s:
+            raise ValueError("decode_timeout_s: must be below turn_timeout_s")
+        if not 3 <= self.deadman_s <= 120:
+            raise ValueError("deadman_s: must be between 3 and 120 seconds")
+
+
+class Overloaded(EngineError):
+    """Speech recognition is saturated (queue full or a decode past its bound): a human takes over."""
+
+
+class DecodeGate:
+    """The process-wide bound on utterances waiting for or in the decoding pool. Shared by every
+    call's ``Ear``; when full, a new utterance is not queued behind the others (its caller would
+    wait in silence) but handed to a human at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pending = 0
+
+    def try_enter(self) -> bool:
+        if self.pending >= self.limit:
+            return False
+        self.pending += 1
+        return True
+
+    def leave(self) -> None:
+        self.pending = max(0, self.pending - 1)
 
 
 class Ear:
     def __init__(self, listener: Listener, config: VoiceConfig, speaker: Speaker | None = None,
-                 channel_id: str = "", end_silence_ms: int = 0) -> None:
+                 channel_id: str = "", end_silence_ms: int = 0, gate: DecodeGate | None = None) -> None:
         self.listener = listener
         self.config = config
+        self.gate = gate or DecodeGate(config.max_pending_decodes)
+        self.decoding_since: float | None = None  # monotonic start of the oldest decode in flight
+        self.busy = asyncio.Event()  # set while a decode is in flight
         self.speaker = speaker
         self.channel_id = channel_id
         self.end_silence_ms = end_silence_ms  # the endpointer's wait, reported with each utterance
@@ -102,24 +145,43 @@ class Ear:
             self._decoding.add(task)
             task.add_done_callback(self._decoding.discard)
             return True
-        elif isinstance(event, NoInput) and not (speaker is not None and speaker.playing):
+        elif isinstance(event, NoInput) and not (speaker is not None and speaker.playing) and not self._decoding:
+            # (while an utterance is being decoded the caller has spoken: that is no silence)
             self.events.put_nowait((Silence(event.silence_ms / 1000), {}))
         return False
 
     async def _recognize(self, ended: UtteranceEnded) -> None:
         t0 = time.monotonic()
+        if not self.gate.try_enter():
+            self.listener.discard_oldest()
+            self._fail(Overloaded(f"{self.gate.pending} utterances already wait for speech recognition"))
+            return
+        if self.decoding_since is None:
+            self.decoding_since = t0
+            self.busy.set()
         try:
-            result = await self.listener.result()
+            async with asyncio.timeout(self.config.decode_timeout_s):
+                result = await self.listener.result()
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure of the engine: the caller goes to a human
-            error = exc if isinstance(exc, VoicebotError) else EngineError(f"{type(exc).__name__}: {exc}")
-            log.error("speech recognition failed", extra={"channel": self.channel_id, "error": str(error)})
-            self.events.put_nowait((error, {}))
+        except TimeoutError:
+            self._fail(Overloaded(f"no transcript after {self.config.decode_timeout_s:g} s"))
             return
+        except Exception as exc:  # noqa: BLE001 - any failure of the engine: the caller goes to a human
+            self._fail(exc if isinstance(exc, VoicebotError) else EngineError(f"{type(exc).__name__}: {exc}"))
+            return
+        finally:
+            self.gate.leave()
+            self.decoding_since = None if len(self._decoding) <= 1 else time.monotonic()
+            if self.decoding_since is None:
+                self.busy.clear()
         asr_ms = int((time.monotonic() - t0) * 1000)
         log.info("heard", extra={"channel": self.channel_id, "text": redact(result.text),
                                  "confidence": round(result.confidence, 2), "speech_ms": ended.speech_ms,
                                  "decode_ms": asr_ms})
         timings = {"eos_wait_ms": self.end_silence_ms if ended.reason == "silence" else 0, "asr_ms": asr_ms}
         self.events.put_nowait((Utterance(result.text, result.confidence), timings))
+
+    def _fail(self, error: Exception) -> None:
+        log.error("speech recognition failed", extra={"channel": self.channel_id, "error": str(error)})
+        self.events.put_nowait((error, {}))

@@ -1,5 +1,10 @@
 """The media leg of one call: a mixing bridge holding the caller's channel and an ExternalMedia
-channel that streams RTP to and from our own UDP socket (DESIGN.md §2 step 2)."""
+channel that streams RTP to and from our own UDP socket (DESIGN.md §2 step 2).
+
+Their ids are derived from the caller's channel id (``media_ids``), chosen by us before they are
+created: a set-up cancelled while a request is in flight can still delete what it created, and
+the app can tell a leftover (its call is gone) from a leg still being set up.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,21 @@ from voicebot.telephony.ari import AriClient
 from voicebot.telephony.rtp import CODECS, RtpEndpoint, RtpSender
 
 log = logging.getLogger("voicebot.media")
+
+BRIDGE_SUFFIX, MEDIA_SUFFIX = "-bridge", "-media"
+
+
+def media_ids(channel_id: str) -> tuple[str, str]:
+    """The (bridge id, ExternalMedia channel id) of the call on ``channel_id``."""
+    return channel_id + BRIDGE_SUFFIX, channel_id + MEDIA_SUFFIX
+
+
+def owner_of(resource_id: str) -> str | None:
+    """The caller's channel id a bridge or ExternalMedia id of ours belongs to (None: not ours)."""
+    for suffix in (BRIDGE_SUFFIX, MEDIA_SUFFIX):
+        if resource_id.endswith(suffix):
+            return resource_id[:-len(suffix)]
+    return None
 
 
 class MediaLeg:
@@ -35,29 +55,27 @@ class MediaLeg:
         codec = CODECS[config.format]
         endpoint = await RtpEndpoint.open(config.bind_host, codec, on_frame)
         host, port = endpoint.local_address
-        bridge_id = external_id = None
+        bridge_id, external_id = media_ids(channel_id)
         try:
-            bridge = await ari.request("POST", "/bridges", params={"type": "mixing", "name": f"vb-{channel_id}"})
-            bridge_id = bridge["id"]
+            await ari.request("POST", "/bridges", params={"type": "mixing", "bridgeId": bridge_id,
+                                                          "name": f"vb-{channel_id}"})
             ext = await ari.request("POST", "/channels/externalMedia", params={
-                "app": ari.app, "external_host": f"{host}:{port}", "format": codec.name,
-                "encapsulation": "rtp", "transport": "udp", "direction": "both",
+                "app": ari.app, "channelId": external_id, "external_host": f"{host}:{port}",
+                "format": codec.name, "encapsulation": "rtp", "transport": "udp", "direction": "both",
             })
-            external_id = ext["id"]
             variables = ext.get("channelvars") or {}
             addr = variables.get("UNICASTRTP_LOCAL_ADDRESS")
             rport = variables.get("UNICASTRTP_LOCAL_PORT")
-            if addr and rport:
-                endpoint.remote = (addr, int(rport))
+            if not (addr and rport):
+                raise TelephonyError("ExternalMedia did not report its RTP address")
+            endpoint.remote = (addr, int(rport))
             await _add_to_bridge(ari, bridge_id, f"{channel_id},{external_id}")
-        except Exception:
+        except BaseException:
+            # also on cancellation (shutdown, a hang-up racing the set-up): free the socket, the
+            # ExternalMedia channel and the bridge, or Asterisk keeps them forever
             endpoint.close()
-            await _cleanup(ari, bridge_id, external_id)
+            await asyncio.shield(_cleanup(ari, bridge_id, external_id))
             raise
-        if endpoint.remote is None:
-            endpoint.close()
-            await _cleanup(ari, bridge_id, external_id)
-            raise TelephonyError("ExternalMedia did not report its RTP address")
         log.debug("media leg up", extra={"channel": channel_id, "rtp_local": f"{host}:{port}",
                                          "rtp_remote": f"{endpoint.remote[0]}:{endpoint.remote[1]}"})
         return cls(ari, endpoint, bridge_id, external_id)
@@ -83,11 +101,9 @@ async def _add_to_bridge(ari: AriClient, bridge_id: str, channels: str, attempts
             await asyncio.sleep(0.01)
 
 
-async def _cleanup(ari: AriClient, bridge_id: str | None, external_id: str | None) -> None:
-    for method, path in (("DELETE", f"/channels/{external_id}" if external_id else None),
-                         ("DELETE", f"/bridges/{bridge_id}" if bridge_id else None)):
-        if path:
-            try:
-                await ari.request(method, path)
-            except TelephonyError:
-                pass  # already gone (hang-up races); nothing to free
+async def _cleanup(ari: AriClient, bridge_id: str, external_id: str) -> None:
+    for path in (f"/channels/{external_id}", f"/bridges/{bridge_id}"):
+        try:
+            await ari.request("DELETE", path)
+        except TelephonyError:
+            pass  # never created, or already gone (hang-up races): nothing to free

@@ -38,6 +38,7 @@ class Speaker:
         self.playing = False
         self._started = 0.0
         self._stop = asyncio.Event()
+        self._closed = False
 
     def past_echo_guard(self) -> bool:
         """Caller speech this soon after a prompt starts may be the line's echo of the bot."""
@@ -52,12 +53,14 @@ class Speaker:
         return False
 
     def stop(self) -> None:
-        """Stop playback without calling it a barge-in (the caller hung up, the call ends)."""
+        """The caller hung up: stop playback, and refuse any later prompt (a hang-up that lands
+        while the next prompt is being fetched must not leave it playing to nobody)."""
+        self._closed = True
         self._stop.set()
 
     async def play(self, audio: np.ndarray) -> Played:
-        if not len(audio):
-            return Played(0.0, False, time.monotonic())
+        if not len(audio) or self._closed:
+            return Played(0.0, self._closed, time.monotonic())
         self.playing = True
         self._started = time.monotonic()
         self._stop = stop = asyncio.Event()

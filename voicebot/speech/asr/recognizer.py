@@ -219,6 +219,11 @@ class Listener:
             raise RuntimeError("Listener.result() called without an UtteranceEnded event")
         return await self._ended.popleft()
 
+    def discard_oldest(self) -> None:
+        """Drop the oldest ended utterance without decoding it (overload: nobody will wait for it)."""
+        if self._ended:
+            self._ended.popleft()
+
     def reset(self) -> None:
         """Forget partial speech and restart the no-input timer (call when a prompt ends).
         Utterances that already ended are still delivered by ``result()``."""

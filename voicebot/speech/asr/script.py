@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import threading
+import time
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from voicebot.speech.asr.base import SegmentEngine
 
 ALLOW_ENV = "VOICEBOT_ALLOW_TEST_RECOGNIZER"
 FAIL = "!raise"  # a script entry that makes the recognizer fail, as a crashing engine would
+SLOW = "!slow "  # "!slow 3.5 text": the decode takes 3.5 s (in the decoding pool), as under overload
 MAX_HEADER_CHARS = 2000
 
 
@@ -92,6 +94,9 @@ class ScriptEngine(SegmentEngine):
             text = self._texts.popleft() if self._texts else None
         if text == FAIL:
             raise RuntimeError("the test recognizer was told to fail")
+        if text and text.startswith(SLOW):
+            seconds, _, text = text[len(SLOW):].partition(" ")
+            time.sleep(min(float(seconds), 60.0))
         return (text, 1.0) if text else ("", 0.0)
 
 

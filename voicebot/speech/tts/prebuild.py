@@ -60,10 +60,13 @@ def dedupe(items: Iterable[SpokenText]) -> list[SpokenText]:
 
 def prebuild(items: Sequence[SpokenText], caches: Sequence[TTSCache], *, jobs: int = 1,
              progress: bool = True) -> BuildReport:
-    """Fill ``caches`` with every item's audio; a failing text is reported, not fatal."""
+    """Fill ``caches`` with every item's audio; a failing text is reported, not fatal. ``items``
+    must be fixed lines (never built from what a caller said): they are written to disk."""
     assert len({id(c.engine) for c in caches}) == 1, "all caches must share one engine"
     start = time.monotonic()
     report = BuildReport(texts=len(items))
+    for cache in caches:  # fixed lines by construction: the disk cache may keep them
+        cache.declare_known(item.text for item in items)
     rate = caches[0].rate
     pending = []
     for item in items:

@@ -1,5 +1,8 @@
 """What the bot says, as audio at the call's rate: recording first, then the TTS cache, then synthesis.
 
+Only fixed lines (the prompts here, and what ``prebuild`` declared) are cached on disk; a dynamic
+line is synthesized in memory (see ``TTSCache``).
+
 The call handler holds one ``SpeechOut`` per call rate (shared by all calls at that rate) and asks
 ``await speech.audio_for(text, recording)`` for every article answer, or
 ``await speech.prompt("greeting_voice")`` for a fixed line of the dialogue. Recordings named in an article
@@ -45,6 +48,8 @@ class SpeechOut:
         # a fixed line said by the dialogue plays its recording when one is configured
         self._recording_of = {normalize_text(self.prompts[name]): path for name, path in self.recordings.items()
                               if name in self.prompts}
+        # the fixed lines may live in the disk cache; any other text is synthesized in memory
+        cache.declare_known(self.prompts.values())
 
     def prepare(self) -> None:
         """Load the engine's model now (blocking), so the first uncached text is not slow."""
