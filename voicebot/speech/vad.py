@@ -28,6 +28,7 @@ class VadConfig:
     end_silence_ms: int = 700        # trailing silence that ends an utterance (Danish turn gap ~470 ms)
     pre_roll_ms: int = 300           # audio kept from before the onset so the first syllable survives
     tail_ms: int = 200               # trailing silence kept at the end of the utterance
+    pause_ms: int = 200              # silence after which decoding starts speculatively (0: off)
     max_utterance_ms: int = 15000    # cut long monologues; the dialogue can ask again
     no_input_ms: int = 6000          # silence after reset() before a NoInput event
     barge_in_ms: int = 200           # voiced speech held this long counts as a barge-in
@@ -44,11 +45,13 @@ class VadConfig:
         for name in ("end_silence_ms", "max_utterance_ms", "no_input_ms"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: must be positive")
-        for name in ("pre_roll_ms", "tail_ms", "barge_in_ms", "min_speech_ms"):
+        for name in ("pre_roll_ms", "tail_ms", "barge_in_ms", "min_speech_ms", "pause_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: must not be negative")
         if self.tail_ms > self.end_silence_ms:
             raise ValueError("tail_ms: cannot exceed end_silence_ms")
+        if self.pause_ms >= self.end_silence_ms:
+            raise ValueError("pause_ms: must be below end_silence_ms (or 0 for no speculative decoding)")
 
 
 class Vad(Protocol):

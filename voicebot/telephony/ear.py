@@ -122,6 +122,8 @@ class Ear:
         try:
             while True:
                 frame = await frames.get()
+                # a speculation the caller talks over costs a decode: only while the pool has room
+                self.listener.speculate = self.gate.pending < max(1, self.gate.limit // 2)
                 decode_started = False
                 for event in self.listener.push(frame):
                     decode_started |= self._on_event(event)
@@ -176,10 +178,13 @@ class Ear:
             if self.decoding_since is None:
                 self.busy.clear()
         asr_ms = int((time.monotonic() - t0) * 1000)
+        speculative = self.listener.last_speculative
         log.info("heard", extra={"channel": self.channel_id, "text": redact(result.text),
                                  "confidence": round(result.confidence, 2), "speech_ms": ended.speech_ms,
                                  "decode_ms": asr_ms})
-        timings = {"eos_wait_ms": self.end_silence_ms if ended.reason == "silence" else 0, "asr_ms": asr_ms}
+        # asr_ms: from the end of the turn; a speculative decode started during the wait
+        timings = {"eos_wait_ms": self.end_silence_ms if ended.reason == "silence" else 0, "asr_ms": asr_ms,
+                   "speculative": int(speculative)}
         self.events.put_nowait((Utterance(result.text, result.confidence), timings))
 
     def _fail(self, error: Exception) -> None:

@@ -85,6 +85,7 @@ class AsrEngine(abc.ABC):
     name: ClassVar[str] = "base"
     streaming: ClassVar[bool] = False     # partials while audio arrives?
     closed_sets: ClassVar[bool] = False   # can score_choices?
+    speculative: ClassVar[bool] = True    # may decode at a pause and have the result thrown away
     config_class: ClassVar[type] = object
 
     def __init__(self, config: Any, vocabulary: Sequence[str] = (), workers: int = 1) -> None:

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, Choice
-from voicebot.speech.endpointer import Endpointer, Event, SpeechDiscarded, SpeechStarted, UtteranceEnded
+from voicebot.speech.endpointer import (Endpointer, Event, SpeechDiscarded, SpeechPaused, SpeechResumed,
+                                       SpeechStarted, UtteranceEnded)
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,12 @@ class Recognizer:
             return await loop.run_in_executor(self.pool, self.engine.transcribe, samples, self.rate)
         return closed.as_asr_result(len(samples) / self.rate, self.engine.name)
 
+    async def decode_segment(self, samples: np.ndarray) -> AsrResult:
+        """Decode one whole utterance now (segment engines), independent of pushed audio."""
+        stream = self.engine.open_stream(self.rate)
+        stream.accept(np.asarray(samples, dtype=np.int16))
+        return await asyncio.get_running_loop().run_in_executor(self.pool, stream.finish)
+
     async def _complete(self, utt: _Utterance | None) -> AsrResult:
         empty = AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
         if utt is None:
@@ -149,17 +156,31 @@ class Recognizer:
         return await asyncio.get_running_loop().run_in_executor(self.pool, utt.stream.finish)
 
 
+class _Speculation:
+    """A decode started at a pause in the caller's speech, before the end of the turn."""
+
+    def __init__(self, samples: np.ndarray, choices: tuple[Choice, ...] | None, task: asyncio.Task) -> None:
+        self.length, self.choices, self.task = len(samples), choices, task
+
+
 class Listener:
     """VAD endpointing plus recognition: push 20 ms frames, await the result at UtteranceEnded.
 
     A streaming engine is fed from the onset (pre-roll included) so partials are live; a segment
-    engine gets exactly the utterance the endpointer cut.
+    engine gets exactly the utterance the endpointer cut. For a segment engine decoding starts
+    speculatively at a pause (``SpeechPaused``, ``speech.vad.pause_ms``): if the caller says nothing
+    more, the utterance that ends is the same audio and that decode is its result, so most of the
+    decode overlaps the end-of-turn wait; if the caller goes on, the speculation is dropped.
     """
 
     def __init__(self, endpointer: Endpointer, recognizer: Recognizer) -> None:
         self.endpointer, self.recognizer = endpointer, recognizer
-        self._ended: collections.deque[PendingResult | ClosedPending] = collections.deque()
+        self._ended: collections.deque[PendingResult | ClosedPending | asyncio.Task] = collections.deque()
+        self._speculated: collections.deque[bool] = collections.deque()  # per ended utterance
         self._choices: tuple[Choice, ...] | None = None
+        self._speculation: _Speculation | None = None
+        self.speculate = True  # the ear turns it off under load (a dropped speculation costs CPU)
+        self.last_speculative = False  # the result just returned came from a speculation
 
     def expect(self, choices: Sequence[Choice] | None) -> None:
         """Score the next utterances against ``choices`` (a closed question) until changed;
@@ -194,21 +215,56 @@ class Listener:
         for event in events:
             if isinstance(event, SpeechStarted):
                 rec.reset()
+                self._drop_speculation()
                 if rec.streaming:
                     rec.push(event.samples)
+            elif isinstance(event, SpeechPaused):
+                self._speculate(event.samples)
+            elif isinstance(event, SpeechResumed):
+                self._drop_speculation()
             elif isinstance(event, SpeechDiscarded):
                 rec.reset()
+                self._drop_speculation()
             elif isinstance(event, UtteranceEnded):
                 choices = self.expecting
+                spec, self._speculation = self._speculation, None
+                if spec is not None:
+                    if spec.length == len(event.samples) and spec.choices == choices:
+                        rec.reset()
+                        self._end(spec.task, speculative=True)
+                        continue
+                    spec.task.cancel()
                 if choices:
                     rec.reset()
-                    self._ended.append(rec.score(event.samples, choices))
+                    self._end(rec.score(event.samples, choices))
                     continue
                 if not rec.streaming:
                     rec.reset()
                     rec.push(event.samples)
-                self._ended.append(rec.detach())
+                self._end(rec.detach())
         return events
+
+    def _end(self, pending, speculative: bool = False) -> None:
+        self._ended.append(pending)
+        self._speculated.append(speculative)
+
+    def _speculate(self, samples: np.ndarray) -> None:
+        rec = self.recognizer
+        if not self.speculate or rec.streaming or not rec.engine.speculative:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # pushed outside an event loop (offline evaluation): decode at the end only
+        self._drop_speculation()
+        choices = self.expecting
+        work = rec.score(samples, choices) if choices else rec.decode_segment(samples)
+        self._speculation = _Speculation(samples, choices, asyncio.ensure_future(_awaited(work)))
+
+    def _drop_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.task.cancel()  # a job still queued in the pool is skipped
+            self._speculation = None
 
     async def result(self) -> AsrResult:
         """The transcript of the oldest ended utterance not yet collected (after UtteranceEnded).
@@ -217,15 +273,25 @@ class Listener:
         that starts after more frames were pushed."""
         if not self._ended:
             raise RuntimeError("Listener.result() called without an UtteranceEnded event")
-        return await self._ended.popleft()
+        pending = self._ended.popleft()
+        self.last_speculative = self._speculated.popleft()
+        return await pending
 
     def discard_oldest(self) -> None:
         """Drop the oldest ended utterance without decoding it (overload: nobody will wait for it)."""
         if self._ended:
-            self._ended.popleft()
+            pending = self._ended.popleft()
+            self._speculated.popleft()
+            if isinstance(pending, asyncio.Task):
+                pending.cancel()
 
     def reset(self) -> None:
         """Forget partial speech and restart the no-input timer (call when a prompt ends).
         Utterances that already ended are still delivered by ``result()``."""
         self.endpointer.reset()
         self.recognizer.reset()
+        self._drop_speculation()
+
+
+async def _awaited(work) -> AsrResult:
+    return await work

@@ -73,6 +73,7 @@ class ScriptConfig:
 class ScriptEngine(SegmentEngine):
     name = "script"
     streaming = False
+    speculative = False  # each decode consumes the next scripted text: never decode to throw away
     config_class = ScriptConfig
 
     def __init__(self, config: ScriptConfig, vocabulary=(), workers: int = 1,
