@@ -226,3 +226,48 @@ async def test_speech_after_a_pause_drops_the_speculation(pool):
     assert result.text == f"{len(ended.samples)} samples" and listener.last_speculative
     assert len(ended.samples) >= 40 * 320
     assert all(n < len(ended.samples) for n in engine.decodes[:-1]) and engine.decodes[-1] == len(ended.samples)
+
+
+class TextSegment(SegmentEngine):
+    name = "text-segment"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(None)
+        self.text = text
+
+    def decode(self, samples: np.ndarray, rate: int) -> tuple[str, float]:
+        return self.text, 0.9
+
+
+@pytest.mark.parametrize("text, complete", [("Jeg har mistet mit pas", True), ("ja", True),
+                                            ("jeg har mistet mit pas og", False), ("øh", False), ("", False)])
+def test_looks_complete(text, complete):
+    from voicebot.speech.turn_end import looks_complete
+
+    assert looks_complete(text) is complete
+
+
+@pytest.mark.parametrize("text, early", [("Jeg har mistet mit pas", True), ("Jeg har mistet mit pas og", False)])
+async def test_a_complete_speculative_transcript_ends_the_turn_early(pool, text, early):
+    """With complete_end_ms 300 and end_silence_ms 600: a whole sentence ends the turn after
+    ~300 ms of silence; one that trails off with "og" waits the full 600 ms."""
+    from voicebot.dialogue.events import Utterance
+    from voicebot.telephony.ear import Ear, VoiceConfig
+
+    cfg = VadConfig(pre_roll_ms=0, end_silence_ms=600, tail_ms=100, pause_ms=100, complete_end_ms=300)
+    listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(TextSegment(text), pool, 16000))
+    ear = Ear(listener, VoiceConfig(), end_silence_ms=cfg.end_silence_ms)
+    frames: asyncio.Queue = asyncio.Queue()
+    running = asyncio.ensure_future(ear.run(frames))
+    try:
+        for f in [frame(i) for i in range(1, 31)] + [frame(0)] * 40:
+            frames.put_nowait(f)
+            await asyncio.sleep(0.02)
+        event, timings = await asyncio.wait_for(ear.events.get(), 2)
+    finally:
+        running.cancel()
+    assert isinstance(event, Utterance) and event.text == text and timings["speculative"] == 1
+    if early:
+        assert 300 <= timings["eos_wait_ms"] < 600
+    else:
+        assert timings["eos_wait_ms"] == 600

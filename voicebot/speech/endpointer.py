@@ -99,6 +99,18 @@ class Endpointer:
     def in_speech(self) -> bool:
         return self._speech is not None
 
+    @property
+    def silence_ms(self) -> int:
+        """Trailing silence of the utterance in progress (0 outside speech)."""
+        return self._silence_run * self.config.frame_ms if self._speech is not None else 0
+
+    def end_now(self) -> list[Event]:
+        """End the utterance in progress now, as if its silence had reached ``end_silence_ms``
+        (the caller of this knows the turn is over, e.g. its transcript is complete)."""
+        if self._speech is None or not self._silence_run:
+            return []
+        return [self._end("silence")]
+
     def reset(self) -> None:
         """Forget any partial utterance and restart the no-input timer (call after a prompt)."""
         self._history.clear()

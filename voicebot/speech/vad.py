@@ -29,6 +29,8 @@ class VadConfig:
     pre_roll_ms: int = 300           # audio kept from before the onset so the first syllable survives
     tail_ms: int = 200               # trailing silence kept at the end of the utterance
     pause_ms: int = 200              # silence after which decoding starts speculatively (0: off)
+    complete_end_ms: int = 450       # end the turn after this much silence when the speculative
+                                     # transcript is a complete sentence (0: always end_silence_ms)
     max_utterance_ms: int = 15000    # cut long monologues; the dialogue can ask again
     no_input_ms: int = 6000          # silence after reset() before a NoInput event
     barge_in_ms: int = 200           # voiced speech held this long counts as a barge-in
@@ -52,6 +54,8 @@ class VadConfig:
             raise ValueError("tail_ms: cannot exceed end_silence_ms")
         if self.pause_ms >= self.end_silence_ms:
             raise ValueError("pause_ms: must be below end_silence_ms (or 0 for no speculative decoding)")
+        if self.complete_end_ms and not self.pause_ms < self.complete_end_ms <= self.end_silence_ms:
+            raise ValueError("complete_end_ms: must be above pause_ms and at most end_silence_ms (or 0)")
 
 
 class Vad(Protocol):

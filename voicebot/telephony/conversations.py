@@ -103,6 +103,9 @@ class _Turns:
             first_audio_ms = await self.perform(actions, started)
             if first_audio_ms is not None:
                 timings["first_audio_ms"] = first_audio_ms
+            if event is not None:  # where a turn's time went, so a slow turn explains itself
+                log.info("turn", extra={"channel": self.call.id, "event": type(event).__name__,
+                                        "intent": self.conv.last_intent or "none", **timings})
         finally:
             if starting is not None:
                 self.recorder = await starting

@@ -24,6 +24,7 @@ from voicebot.errors import EngineError, VoicebotError
 from voicebot.privacy import redact
 from voicebot.speech.asr.recognizer import Listener
 from voicebot.speech.endpointer import NoInput, SpeechHeld, UtteranceEnded
+from voicebot.speech.turn_end import looks_complete
 from voicebot.telephony.speaker import Speaker
 
 log = logging.getLogger("voicebot.ear")
@@ -96,6 +97,7 @@ class Ear:
         self.gate = gate or DecodeGate(config.max_pending_decodes)
         self.decoding_since: float | None = None  # monotonic start of the oldest decode in flight
         self.busy = asyncio.Event()  # set while a decode is in flight
+        self._eos_ms: int | None = None  # the silence an early end of turn waited (complete_end_ms)
         self.speaker = speaker
         self.channel_id = channel_id
         self.end_silence_ms = end_silence_ms  # the endpointer's wait, reported with each utterance
@@ -125,7 +127,7 @@ class Ear:
                 # a speculation the caller talks over costs a decode: only while the pool has room
                 self.listener.speculate = self.gate.pending < max(1, self.gate.limit // 2)
                 decode_started = False
-                for event in self.listener.push(frame):
+                for event in self.listener.push(frame) + self._end_if_complete():
                     decode_started |= self._on_event(event)
                 if decode_started:
                     # let the decode task take its utterance before the next frame is pushed
@@ -135,6 +137,19 @@ class Ear:
             for task in self._decoding:
                 task.cancel()
 
+    def _end_if_complete(self) -> list:
+        """End the turn early when the speculative transcript is already a whole sentence."""
+        listener = self.listener
+        endpointer = getattr(listener, "endpointer", None)
+        end_ms = endpointer.config.complete_end_ms if endpointer is not None else 0
+        if not end_ms or endpointer.silence_ms < end_ms:
+            return []
+        text = listener.speculated_text()
+        if not text or not looks_complete(text):
+            return []  # still decoding, or it sounds unfinished: the full end_silence_ms wait
+        self._eos_ms = endpointer.silence_ms
+        return listener.end_turn()
+
     def _on_event(self, event) -> bool:
         """Handle one endpointer event; True when it started a decode."""
         speaker = self.speaker
@@ -143,7 +158,8 @@ class Ear:
                 speaker.barge_in("speech")
         elif isinstance(event, UtteranceEnded):
             # start decoding now (it grabs the utterance before the next frame is pushed)
-            task = asyncio.ensure_future(self._recognize(event))
+            eos_ms, self._eos_ms = self._eos_ms, None
+            task = asyncio.ensure_future(self._recognize(event, eos_ms))
             self._decoding.add(task)
             task.add_done_callback(self._decoding.discard)
             return True
@@ -152,7 +168,7 @@ class Ear:
             self.events.put_nowait((Silence(event.silence_ms / 1000), {}))
         return False
 
-    async def _recognize(self, ended: UtteranceEnded) -> None:
+    async def _recognize(self, ended: UtteranceEnded, eos_ms: int | None = None) -> None:
         t0 = time.monotonic()
         if not self.gate.try_enter():
             self.listener.discard_oldest()
@@ -183,7 +199,8 @@ class Ear:
                                  "confidence": round(result.confidence, 2), "speech_ms": ended.speech_ms,
                                  "decode_ms": asr_ms})
         # asr_ms: from the end of the turn; a speculative decode started during the wait
-        timings = {"eos_wait_ms": self.end_silence_ms if ended.reason == "silence" else 0, "asr_ms": asr_ms,
+        eos_wait = eos_ms if eos_ms is not None else self.end_silence_ms if ended.reason == "silence" else 0
+        timings = {"eos_wait_ms": eos_wait, "asr_ms": asr_ms,
                    "speculative": int(speculative)}
         self.events.put_nowait((Utterance(result.text, result.confidence), timings))
 

@@ -212,6 +212,21 @@ class Listener:
         rec = self.recognizer
         if rec.streaming and was_in_speech:
             rec.push(frame)
+        return self._handle(events)
+
+    def speculated_text(self) -> str | None:
+        """The transcript of the speculation in flight, once it is done (None before, or none)."""
+        spec = self._speculation
+        if spec is None or not spec.task.done() or spec.task.cancelled() or spec.task.exception() is not None:
+            return None
+        return spec.task.result().text
+
+    def end_turn(self) -> list[Event]:
+        """End the utterance now (its speculative transcript is complete): the events as ``push``."""
+        return self._handle(self.endpointer.end_now())
+
+    def _handle(self, events: list[Event]) -> list[Event]:
+        rec = self.recognizer
         for event in events:
             if isinstance(event, SpeechStarted):
                 rec.reset()
