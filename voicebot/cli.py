@@ -19,7 +19,7 @@ COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "
 # grouped commands: group -> modules that each register one sub-subcommand
 GROUPS = {
     "eval": ["eval_asr", "eval_intents", "eval_closed"],
-    "bench": ["bench_speech", "bench_intents", "bench_call"],
+    "bench": ["bench_speech", "bench_intents", "bench_call", "bench_calls", "bench_soak"],
 }
 
 

@@ -10,7 +10,9 @@ coroutine (``voicebot.sip.script`` runs YAML step scripts that way).
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import struct
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +31,7 @@ log = logging.getLogger("voicebot.caller")
 PCMU = CODECS["ulaw"]
 RATE = PCMU.rate
 LOUD_DBFS = -45.0  # a received frame louder than this counts as bot audio
+SIOCGSTAMPNS = 0x8907  # Linux ioctl: the kernel's receive time of the last datagram read
 
 
 @dataclass
@@ -58,7 +61,7 @@ class CallReport:
     timed_out: bool = False  # the call reached max_seconds (the caller then hung up)
     steps: list[dict] = field(default_factory=list)  # scripted calls: each step with its times
     recording: np.ndarray | None = None
-    frame_ms: list[float] = field(default_factory=list)  # arrival time of each recorded frame
+    frame_ms: list[float] = field(default_factory=list)  # arrival time of each recorded frame (kernel's)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -67,11 +70,53 @@ class CallReport:
         return d
 
 
+class StampedEndpoint(RtpEndpoint):
+    """An RTP endpoint that knows when each datagram reached this machine (the kernel's receive
+    time), not when this process got round to reading it: a caller process under load reads late,
+    and gaps measured on its own clock would be the caller's stutter, not the bot's."""
+
+    arrived: float | None = None  # monotonic receive time of the datagram being handled
+    _fd = -1
+    _stamped = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._fd = transport.get_extra_info("socket").fileno()
+        self._stamped = True
+        try:  # the first request switches time-stamping on (nothing received yet: ENOENT)
+            fcntl.ioctl(self._fd, SIOCGSTAMPNS, bytes(16))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self._stamped = False  # not Linux, or not a UDP socket: this process's clock
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.arrived = self._kernel_time()
+        super().datagram_received(data, addr)
+
+    def _kernel_time(self) -> float:
+        """The last datagram's receive time on the ``time.monotonic()`` clock."""
+        now = time.monotonic()
+        if not self._stamped:
+            return now
+        try:
+            sec, nsec = struct.unpack("qq", fcntl.ioctl(self._fd, SIOCGSTAMPNS, bytes(16)))
+        except OSError:
+            return now
+        age = time.time() - (sec + nsec / 1e9)  # the stamp is wall-clock time
+        return now - age if 0 <= age < 5 else now
+
+    def arrival(self) -> float:
+        """When the datagram being handled arrived (``time.monotonic()`` clock)."""
+        return self.arrived if self.arrived is not None else time.monotonic()
+
+
 class Listener:
     """Collects received frames with their arrival time relative to the answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.t0: float | None = None
+        self.clock = clock  # arrival time of the frame being handled (monotonic seconds)
         self.frames: list[np.ndarray] = []
         self.loud: list[tuple[float, bool]] = []  # (ms since answer, loud?)
 
@@ -79,7 +124,17 @@ class Listener:
         if self.t0 is None:
             return  # early media before the answer: not the bot
         self.frames.append(samples)
-        self.loud.append(((time.monotonic() - self.t0) * 1000, dbfs(samples) > LOUD_DBFS))
+        self.loud.append(((self.clock() - self.t0) * 1000, dbfs(samples) > LOUD_DBFS))
+
+    def first_loud_since(self, since_ms: float) -> float | None:
+        """The first loud frame at or after ``since_ms``."""
+        found = None
+        for t, loud in reversed(self.loud):
+            if t < since_ms:
+                break
+            if loud:
+                found = t
+        return found
 
     def last_loud_ms(self) -> float | None:
         return next((t for t, loud in reversed(self.loud) if loud), None)
@@ -113,6 +168,7 @@ class LiveCall:
         self.sender = RtpSender(endpoint)
         self.t0 = dialog.answered_at or time.monotonic()
         self.spoke_until_ms: float | None = None  # when the caller's last speech ends
+        self.sent_ms: list[float] = []  # when each frame of speech was sent, in order (ms since answer)
         self._outgoing: deque[np.ndarray] = deque()
         self._silence = np.zeros(PCMU.samples_per_frame, dtype=np.int16)
         self._stop = asyncio.Event()
@@ -127,7 +183,15 @@ class LiveCall:
             await self._media
 
     def _next_frame(self) -> np.ndarray:
-        return self._outgoing.popleft() if self._outgoing else self._silence
+        if not self._outgoing:
+            return self._silence
+        self.sent_ms.append(self.now_ms())
+        return self._outgoing.popleft()
+
+    @property
+    def next_speech_frame(self) -> int:
+        """Index in ``sent_ms`` that the next queued speech's first frame will have."""
+        return len(self.sent_ms) + len(self._outgoing)
 
     @property
     def ended(self) -> bool:
@@ -146,10 +210,17 @@ class LiveCall:
         return start, end
 
     async def say(self, samples: np.ndarray) -> tuple[float, float]:
-        """Speak and return once the last frame has been sent (or the call ended)."""
+        """Speak and return once the last frame has been sent (or the call ended); returns when
+        the speech was really sent (a late event loop sends late), planned times if never."""
+        first = self.next_speech_frame
         start, end = self.say_soon(samples)
+        last = self.next_speech_frame - 1
         while self._outgoing and not self.ended:
             await self.sleep(FRAME_MS / 1000)
+        if first < len(self.sent_ms):
+            start = self.sent_ms[first]
+        if last < len(self.sent_ms):
+            end = self.sent_ms[last] + FRAME_MS
         return start, end
 
     async def press(self, digits: str, gap_s: float = 0.1) -> None:
@@ -161,6 +232,17 @@ class LiveCall:
                 await self.sleep(gap_s)
             self.report.dtmf_sent_ms.append(int(self.now_ms()))
             await self.sender.send_dtmf(digit)
+
+    async def wait_heard(self, since_ms: float, timeout_s: float) -> float | None:
+        """The first bot audio at or after ``since_ms`` (ms since answer), waiting until
+        ``timeout_s`` after ``since_ms``; None when nothing came (or the call ended first)."""
+        while True:
+            heard = self.listener.first_loud_since(since_ms)
+            if heard is not None:
+                return heard
+            if self.ended or self.now_ms() - since_ms >= timeout_s * 1000:
+                return None
+            await self.sleep(0.02)
 
     async def wait_bot(self, since_ms: float, gap_s: float) -> bool:
         """Until the bot has spoken after ``since_ms`` and then been quiet for ``gap_s``.
@@ -192,7 +274,8 @@ async def place_call(script: CallScript, user: str, password: str,
     speak/keys/hang-up-when-quiet behaviour), bounded by ``script.max_seconds``."""
     ua = await SipUA(user, password, server, host).start()
     listener = Listener()
-    endpoint = await RtpEndpoint.open(host, PCMU, listener.on_frame)
+    endpoint = await StampedEndpoint.open(host, PCMU, listener.on_frame)
+    listener.clock = endpoint.arrival
     try:
         resp, dialog = await ua.invite(script.number, audio_sdp(host, endpoint.local_address[1]),
                                        timeout=script.max_seconds, headers=script.headers)

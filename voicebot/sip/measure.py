@@ -52,3 +52,49 @@ def voice_onset_ms(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0
     frames = samples[: len(samples) // n * n].reshape(-1, n).astype(np.float64)
     level = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-9)
     return float(np.argmax(level > threshold_dbfs) * 20)
+
+
+def speech_gaps(frame_ms: list[float], segments: list[tuple[int, int]]) -> list[float]:
+    """Inter-arrival times (ms) of consecutive received frames inside the bot's speech.
+
+    ``frame_ms`` are the arrival times of every frame the caller received, ``segments`` the bot's
+    speech (``CallReport.bot_segments_ms``). Only pairs of frames that both lie in one segment
+    count, so the pauses between the bot's turns are not mistaken for gaps in its voice.
+    """
+    gaps: list[float] = []
+    i, n = 0, len(frame_ms)
+    for start, end in segments:
+        while i < n and frame_ms[i] < start - 1:  # segment bounds are whole ms
+            i += 1
+        previous = None
+        while i < n and frame_ms[i] < end:
+            if previous is not None:
+                gaps.append(frame_ms[i] - previous)
+            previous = frame_ms[i]
+            i += 1
+    return gaps
+
+
+def underruns(gaps: list[float], limit_ms: float = 40.0) -> int:
+    """Gaps in the bot's voice a listener hears: a frame that came more than ``limit_ms`` after
+    the one before (two 20 ms frames' worth; a phone's jitter buffer hides less)."""
+    return sum(1 for g in gaps if g > limit_ms)
+
+
+def jitter_ms(gaps: list[float], frame_ms: float = 20.0) -> list[float]:
+    """Each inter-arrival time's distance from the 20 ms the sender paces at."""
+    return [abs(g - frame_ms) for g in gaps]
+
+
+def speech_end_ms(samples: np.ndarray, rate: int, above_floor_db: float = 10.0) -> float:
+    """Where speech ends in a clip: the end of the last 20 ms frame clearly above the clip's own
+    noise floor (its 10th-percentile frame level). Relative, because read speech fades out below
+    a fixed threshold and recordings differ in level and noise."""
+    n = rate // 50
+    frames = samples[: len(samples) // n * n].reshape(-1, n).astype(np.float64)
+    if not len(frames):
+        return 0.0
+    level = 20 * np.log10(np.sqrt(np.mean(frames ** 2, axis=1)) / 32768 + 1e-9)
+    threshold = min(-35.0, float(np.percentile(level, 10)) + above_floor_db)
+    voiced = np.flatnonzero(level > threshold)
+    return float((voiced[-1] + 1) * 20) if len(voiced) else 0.0
