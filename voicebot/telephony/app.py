@@ -104,12 +104,14 @@ class VoicebotApp:
                 channels.append(call.id)
                 if call.media is not None:
                     channels.append(call.media.external_id)
-            await asyncio.gather(*(self._push_deadline(c, window) for c in channels))
-            if self.ari.connected.is_set():
-                try:
+            try:
+                await asyncio.gather(*(self._push_deadline(c, window) for c in channels))
+                if self.ari.connected.is_set():
                     await self._sweep_media()
-                except TelephonyError:
-                    pass
+            except TelephonyError:
+                pass
+            except Exception:  # the loop must live on: without it every call falls to the dead-man timer
+                log.exception("keep-alive round failed")
             await asyncio.sleep(window / 3)
 
     async def _sweep_media(self) -> None:
