@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import logging
 import os
 import signal
@@ -21,6 +22,7 @@ log = logging.getLogger("voicebot.serve")
 
 PIDFILE = PROJECT_ROOT / "var" / "run" / "voicebot.pid"
 PBX = PROJECT_ROOT / "asterisk" / "pbx"
+IO_WORKERS = 8  # the default executor: store writes, records, TTS cache reads
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -89,18 +91,23 @@ def build_voice(settings: Settings, vocabulary: list[str]):
 
 async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.chat.api import add_chat_routes
-    from voicebot.chat.service import ChatService
+    from voicebot.chat.service import ChatConfig, ChatService
     from voicebot.dialogue.runtime import build_runtime
     from voicebot.knowledge.vocabulary import domain_words
     from voicebot.privacy import record_salt
     from voicebot.settings_check import validate_all
     from voicebot.sms import dispatcher_for_settings
+    from voicebot.speech.asr import AsrConfig
     from voicebot.speech.tts.prebuild import prebuild_for_calls
     from voicebot.store import open_store
     from voicebot.telephony.ami import AmiClient
     from voicebot.telephony.conversations import VoiceDialogue
 
     validate_all(settings)  # every section, now: a typo must not surface inside a call
+    # blocking store/record/TTS-cache work runs here (asyncio.to_thread): a fixed, named pool,
+    # so /healthz can tell a pool reaching its size from a thread leak
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(IO_WORKERS, thread_name_prefix="io"))
     runtime = await asyncio.to_thread(build_runtime, settings)
     store = await asyncio.to_thread(open_store, settings)
     chat = ChatService(settings, runtime, store)
@@ -117,7 +124,9 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     app = VoicebotApp(ari, settings.media, dialogue, voice)
 
     web_app = web.Application()
-    web_app.router.add_get("/healthz", lambda r: web.json_response(_health(ari, app, voice)))
+    pool_sizes = {"io": IO_WORKERS, "asr": settings.section("speech.asr", AsrConfig).worker_count,
+                  "chat": settings.section("chat", ChatConfig).workers}
+    web_app.router.add_get("/healthz", lambda r: web.json_response(_health(ari, app, voice, pool_sizes)))
     web_app.router.add_get("/", _to_chat)
     add_chat_routes(web_app, chat)
     runner = web.AppRunner(web_app, access_log=None)
@@ -181,15 +190,20 @@ async def _purge_daily(store, settings: Settings) -> None:
         await asyncio.sleep(24 * 3600)
 
 
-def _health(ari: AriClient, app: VoicebotApp, voice) -> dict:
-    """For ops and load balancers; ``tasks``/``fds``/``threads`` let tests see leaks."""
+def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int]) -> dict:
+    """For ops and load balancers; ``tasks``/``fds``/``threads`` let tests see leaks. The thread
+    pools grow on demand up to their size, so a leak shows in ``threads_outside_pools``, and
+    ``threads`` never passes that plus ``pool_threads_max``."""
     import threading
 
+    prefixes = tuple(f"{name}_" for name in pool_sizes)
+    outside = sum(not t.name.startswith(prefixes) for t in threading.enumerate())
     return {"ari_connected": ari.connected.is_set(), "calls": len(app.calls),
             "max_calls": voice.config.max_calls, "pending_decodes": voice.gate.pending if voice.gate else 0,
             "test_recognizer": voice.test_recognizer, "tasks": len(asyncio.all_tasks()),
             "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,
-            "threads": threading.active_count()}
+            "threads": threading.active_count(), "threads_outside_pools": outside,
+            "pool_threads_max": sum(pool_sizes.values())}
 
 
 async def _to_chat(request: web.Request) -> web.StreamResponse:
