@@ -17,6 +17,7 @@ import numpy as np
 from voicebot.config import MediaConfig
 from voicebot.errors import AriError, TelephonyError
 from voicebot.telephony.ari import AriClient
+from voicebot.telephony.pacer import Playback, get_pacer
 from voicebot.telephony.rtp import CODECS, RtpEndpoint, RtpSender
 
 log = logging.getLogger("voicebot.media")
@@ -44,6 +45,7 @@ class MediaLeg:
         self.sender = RtpSender(endpoint)
         self.bridge_id = bridge_id
         self.external_id = external_id
+        self._playback: Playback | None = None
 
     @property
     def rate(self) -> int:
@@ -81,9 +83,27 @@ class MediaLeg:
         return cls(ari, endpoint, bridge_id, external_id)
 
     async def play(self, samples: np.ndarray, stop: asyncio.Event | None = None) -> float:
-        return await self.sender.play(samples, stop)
+        """Send ``samples`` on the media clock (pacer.py); returns the seconds sent, fewer when
+        ``stop`` was set (barge-in) or this coroutine was cancelled (hang-up)."""
+        frames = self.sender.frames(samples)
+        audio = self.endpoint.codec.encode(np.concatenate(frames)) if frames else b""
+        size = len(audio) // max(1, len(frames))
+        payloads = [audio[i:i + size] for i in range(0, len(audio), size)] if frames else []
+        playback = self._playback = get_pacer().play(self.sender, self.endpoint.thread_sender(), payloads)
+        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        try:
+            await asyncio.wait([f for f in (playback.done, stopped) if f is not None],
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            playback.stop()  # no-op when it ended by itself
+            if stopped is not None:
+                stopped.cancel()
+        return await asyncio.shield(playback.done)
 
     async def close(self) -> None:
+        if self._playback is not None:  # the pacer sends no frame through a socket being closed
+            self._playback.stop()
+            await asyncio.wait([self._playback.done], timeout=1)
         self.endpoint.close()
         await _cleanup(self.ari, self.bridge_id, self.external_id)
 

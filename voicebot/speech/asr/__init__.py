@@ -34,6 +34,7 @@ import numpy as np
 from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, Choice, ClosedResult
 from voicebot.speech.asr.config import ENGINES, AsrConfig
 from voicebot.speech.asr.pool import get_pool, run_in_pool
+from voicebot.speech.asr.priority import run_lowered
 from voicebot.speech.asr.recognizer import Listener, Recognizer
 
 __all__ = ["ENGINES", "AsrConfig", "AsrEngine", "AsrResult", "AsrStream", "Choice", "ClosedResult",
@@ -62,12 +63,14 @@ def load_engine(settings, vocabulary: Sequence[str] = (), engine: str | None = N
     key = (name, repr(engine_cfg), tuple(vocabulary))
     with _engines_lock:
         if key not in _engines:
-            _engines[key] = cls(engine_cfg, vocabulary, cfg.worker_count)
+            # loaded in a lowered thread: the engine's own native threads inherit the priority
+            _engines[key] = run_lowered(cfg.nice, cls, engine_cfg, vocabulary, cfg.worker_count)
         return _engines[key]
 
 
 def _pool(settings):
-    return get_pool(settings.section("speech.asr", AsrConfig).worker_count)
+    cfg = settings.section("speech.asr", AsrConfig)
+    return get_pool(cfg.worker_count, cfg.nice)
 
 
 def create_recognizer(settings, rate: int = 16000, vocabulary: Sequence[str] = (),

@@ -22,6 +22,7 @@ ENGINES = {
 class AsrConfig:
     engine: str = "whisper"
     workers: int = 0                 # decoding threads; 0 = one per CPU core
+    nice: int = 10                   # decoding runs this much nicer than the event loop (priority.py)
     whisper: dict[str, Any] = dataclasses.field(default_factory=dict)
     vosk: dict[str, Any] = dataclasses.field(default_factory=dict)
     script: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -36,6 +37,8 @@ class AsrConfig:
                 raise ValueError(f"engine: 'script' is the test recognizer; it runs only with {ALLOW_ENV}=1")
         if self.workers < 0:
             raise ValueError("workers: must be 0 (one per core) or more")
+        if not 0 <= self.nice <= 19:
+            raise ValueError("nice: must be between 0 (same priority as the event loop) and 19")
 
     @property
     def worker_count(self) -> int:

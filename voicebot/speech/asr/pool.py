@@ -13,19 +13,23 @@ import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from voicebot.speech.asr.priority import lower_this_thread
+
 T = TypeVar("T")
 
 _lock = threading.Lock()
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def get_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-    """The process-wide pool (created on first use with ``workers`` threads)."""
+def get_pool(workers: int, nice: int = 0) -> concurrent.futures.ThreadPoolExecutor:
+    """The process-wide pool (created on first use with ``workers`` threads, each ``nice`` steps
+    nicer than the event loop: priority.py)."""
     global _pool
     with _lock:
         if _pool is None:
             _pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
-                                                          thread_name_prefix="asr")
+                                                          thread_name_prefix="asr",
+                                                          initializer=lower_this_thread, initargs=(nice,))
         return _pool
 
 
