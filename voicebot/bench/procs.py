@@ -146,6 +146,9 @@ class ProcWatch:
         health = [h for at, h in self.health if since <= at <= until and h]
         out["bot_calls_max"] = max((h.get("calls", 0) for h in health), default=None)
         out["pending_decodes_max"] = max((h.get("pending_decodes", 0) for h in health), default=None)
+        # how far behind schedule the bot's media clock sent a frame (its own measure: a gap at the
+        # caller with a small value here was made after the bot, in Asterisk or the network)
+        out["media_late_ms_max"] = max((h.get("media_late_ms_max", 0.0) for h in health), default=None)
         out["bot_tasks_last"] = health[-1].get("tasks") if health else None
         lag = [ms for at, ms in self.lag_ms if since <= at <= until]
         out["bench_loop_lag_ms_max"] = round(max(lag), 1) if lag else None

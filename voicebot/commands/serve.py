@@ -101,6 +101,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.speech.tts.prebuild import prebuild_for_calls
     from voicebot.store import open_store
     from voicebot.telephony.ami import AmiClient
+    from voicebot.telephony.clock_client import media_clock
     from voicebot.telephony.conversations import VoiceDialogue
 
     validate_all(settings)  # every section, now: a typo must not surface inside a call
@@ -171,6 +172,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         purger.cancel()
         await sms.gateway.close()
         await ami.close()
+        await media_clock().close()
         await runner.cleanup()  # the chat takes no more messages, and its worker threads stop
         await asyncio.to_thread(chat.close_all)
         PIDFILE.unlink(missing_ok=True)
@@ -196,6 +198,8 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
     ``threads`` never passes that plus ``pool_threads_max``."""
     import threading
 
+    from voicebot.telephony.clock_client import media_clock
+
     prefixes = tuple(f"{name}_" for name in pool_sizes)
     outside = sum(not t.name.startswith(prefixes) for t in threading.enumerate())
     return {"ari_connected": ari.connected.is_set(), "calls": len(app.calls),
@@ -203,7 +207,8 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
             "test_recognizer": voice.test_recognizer, "tasks": len(asyncio.all_tasks()),
             "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,
             "threads": threading.active_count(), "threads_outside_pools": outside,
-            "pool_threads_max": sum(pool_sizes.values())}
+            "pool_threads_max": sum(pool_sizes.values()),
+            "media_clock": media_clock().running, "media_late_ms_max": media_clock().late_ms_max()}
 
 
 async def _to_chat(request: web.Request) -> web.StreamResponse:

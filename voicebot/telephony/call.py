@@ -174,11 +174,16 @@ class Call:
     async def say(self, text: str, recording: Path | None = None) -> Played:
         """Say ``text`` (or play its recording); caller speech or a key press interrupts."""
         self.check()
-        assert self.speaker is not None
-        audio = await self.voice.speech.audio_for(text, recording)
-        played = await self.speaker.play(audio)
+        played = await self.play(await self.voice.speech.audio_for(text, recording))
         self.check()
         return played
+
+    async def play(self, audio: np.ndarray) -> Played:
+        """Play ``audio``; caller speech or a key press interrupts. After a hang-up it returns
+        (interrupted) and the caller decides when to raise ``CallerGone`` (``check``)."""
+        self.check()
+        assert self.speaker is not None
+        return await self.speaker.play(audio)
 
     async def next_event(self, timeout: float | None = None) -> tuple[object, dict[str, int]]:
         """The caller's next (event, timings): utterance, key press or silence. Raises CallerGone on

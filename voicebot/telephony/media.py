@@ -17,7 +17,7 @@ import numpy as np
 from voicebot.config import MediaConfig
 from voicebot.errors import AriError, TelephonyError
 from voicebot.telephony.ari import AriClient
-from voicebot.telephony.pacer import Playback, get_pacer
+from voicebot.telephony.clock_client import ClockUnavailable, media_clock
 from voicebot.telephony.rtp import CODECS, RtpEndpoint, RtpSender
 
 log = logging.getLogger("voicebot.media")
@@ -45,7 +45,6 @@ class MediaLeg:
         self.sender = RtpSender(endpoint)
         self.bridge_id = bridge_id
         self.external_id = external_id
-        self._playback: Playback | None = None
 
     @property
     def rate(self) -> int:
@@ -83,27 +82,20 @@ class MediaLeg:
         return cls(ari, endpoint, bridge_id, external_id)
 
     async def play(self, samples: np.ndarray, stop: asyncio.Event | None = None) -> float:
-        """Send ``samples`` on the media clock (pacer.py); returns the seconds sent, fewer when
-        ``stop`` was set (barge-in) or this coroutine was cancelled (hang-up)."""
+        """Send ``samples`` on the media clock (media_clock.py: its own process, so nothing the bot
+        does delays the caller's audio); returns the seconds sent, fewer when ``stop`` was set
+        (barge-in). If the clock is unavailable, this prompt is paced on the event loop."""
         frames = self.sender.frames(samples)
-        audio = self.endpoint.codec.encode(np.concatenate(frames)) if frames else b""
-        size = len(audio) // max(1, len(frames))
-        payloads = [audio[i:i + size] for i in range(0, len(audio), size)] if frames else []
-        playback = self._playback = get_pacer().play(self.sender, self.endpoint.thread_sender(), payloads)
-        stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        if not frames:
+            return 0.0
         try:
-            await asyncio.wait([f for f in (playback.done, stopped) if f is not None],
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            playback.stop()  # no-op when it ended by itself
-            if stopped is not None:
-                stopped.cancel()
-        return await asyncio.shield(playback.done)
+            return await media_clock().play(self.endpoint, self.endpoint.codec.encode(np.concatenate(frames)), stop)
+        except ClockUnavailable as exc:
+            log.warning("prompt paced on the event loop", extra={"error": str(exc)})
+            return await self.sender.play(samples, stop)
 
     async def close(self) -> None:
-        if self._playback is not None:  # the pacer sends no frame through a socket being closed
-            self._playback.stop()
-            await asyncio.wait([self._playback.done], timeout=1)
+        media_clock().forget(self.endpoint)  # before the socket closes: the clock drops its copy
         self.endpoint.close()
         await _cleanup(self.ari, self.bridge_id, self.external_id)
 

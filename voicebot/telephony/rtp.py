@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import struct
 import time
 from collections.abc import Callable
@@ -146,7 +145,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.received = 0
         self.rejected = 0
         self.first_packet = asyncio.Event()
-        self._thread_socket: socket.socket | None = None
 
     @classmethod
     async def open(cls, host: str, codec: Codec, on_frame: Callable[[np.ndarray], None],
@@ -182,21 +180,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if self.transport is not None and self.remote is not None:
             self.transport.sendto(payload, self.remote)
 
-    def thread_sender(self) -> Callable[[bytes], None]:
-        """A ``send`` for another thread (the pacer): asyncio transports are not thread-safe, so
-        it writes through its own descriptor of the same socket (same port: symmetric RTP).
-        Non-blocking: a full socket buffer loses that frame (``OSError``) rather than block."""
-        assert self.transport is not None and self.remote is not None
-        if self._thread_socket is None:
-            self._thread_socket = self.transport.get_extra_info("socket").dup()
-        sock, remote = self._thread_socket, self.remote
-        return lambda data: sock.sendto(data, remote)
-
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
-        if self._thread_socket is not None:
-            self._thread_socket.close()
 
 
 class RtpSender:
@@ -259,9 +245,9 @@ class RtpSender:
         return sent * step
 
     def send_packet(self, payload_type: int, payload: bytes, marker: bool = False,
-                    timestamp: int | None = None, send: Callable[[bytes], None] | None = None) -> None:
+                    timestamp: int | None = None) -> None:
         ts = self.timestamp if timestamp is None else timestamp
-        (send or self.endpoint.send)(pack(RtpPacket(payload_type, self.seq, ts, self.ssrc, payload, marker)))
+        self.endpoint.send(pack(RtpPacket(payload_type, self.seq, ts, self.ssrc, payload, marker)))
         self.seq = (self.seq + 1) & 0xFFFF
 
     async def send_dtmf(self, digit: str, payload_type: int = 101, duration_ms: int = 160) -> None:
