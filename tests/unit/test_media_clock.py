@@ -183,3 +183,20 @@ def test_after_a_stall_the_schedule_is_re_based_not_burst():
     assert (kind, leg, play, frames) == (b"D", 1, 7, 10)
     assert late_us >= 500_000  # the stall is reported to the bot
     udp.close()
+
+
+async def test_a_stuck_clock_is_replaced_instead_of_holding_the_call(clock):
+    rx = Receiver()
+    ep = await endpoint_to(rx)
+    assert await clock.play(ep, audio(0.1), None) == pytest.approx(0.1)
+    stuck = clock._proc
+    os.kill(stuck.pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    with pytest.raises(ClockUnavailable):
+        await clock.play(ep, audio(0.2), None)
+    assert time.monotonic() - t0 < 3  # the prompt's length + the stop's wait, not forever
+    await asyncio.wait_for(stuck.wait(), 2)  # killed
+    rx.drain()
+    assert await clock.play(ep, audio(0.2), None) == pytest.approx(0.2)
+    assert clock._proc is not stuck
+    ep.close()

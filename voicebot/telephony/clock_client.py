@@ -61,7 +61,11 @@ class MediaClock:
             for start in chunks:
                 last = start + step >= len(payload)
                 await self._send(Wire.PLAY.pack(b"P", leg_id, play_id, last) + payload[start:start + step])
-            await asyncio.wait([f for f in (done, stopped) if f is not None], return_when=asyncio.FIRST_COMPLETED)
+            # the clock reports the end; if that report never comes (a stuck clock) give up a
+            # little after the prompt's own length rather than hold the call forever
+            length_s = len(payload) // frame_bytes * FRAME_S
+            await asyncio.wait([f for f in (done, stopped) if f is not None], timeout=length_s + STOP_WAIT_S,
+                               return_when=asyncio.FIRST_COMPLETED)
             if not done.done():
                 await self._send(Wire.STOP.pack(b"S", leg_id, play_id))
                 await asyncio.wait_for(asyncio.shield(done), STOP_WAIT_S)
