@@ -15,15 +15,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from typing import TYPE_CHECKING, Any
 
 from voicebot.dialogue import (Action, Ask, Conversation, End, Hangup, OfferSms, QueueUnavailable, Say,
                                SendSms, Silence, Transfer, Utterance)
 from voicebot.privacy import danish_mobile, redact
 from voicebot.store.recorder import transfer_outcome
 from voicebot.telephony.call import HUMAN_TARGET, Call, CallerGone
+from voicebot.telephony.speaker import Played
 from voicebot.telephony.ear import VoiceConfig
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ class _Turns:
             i += 1
         return first_audio_ms
 
-    async def _say_run(self, run: list[Action]):
+    async def _say_run(self, run: list[Action]) -> Played:
         """Say consecutive lines as one playback with a short pause between them: the next line
         must not wait for the previous one's end to be reported (each such round trip was a gap
         of 20-50 ms in the bot's voice under load). ``answering`` tells whether the article part
