@@ -200,3 +200,14 @@ async def test_a_stuck_clock_is_replaced_instead_of_holding_the_call(clock):
     assert await clock.play(ep, audio(0.2), None) == pytest.approx(0.2)
     assert clock._proc is not stuck
     ep.close()
+
+
+async def test_start_runs_the_clock_before_the_first_prompt(clock):
+    await clock.start()  # returns once the process said it is ready
+    started = clock._proc
+    assert clock.running and started.returncode is None
+    rx = Receiver()
+    ep = await endpoint_to(rx)
+    assert await clock.play(ep, audio(0.1), None) == pytest.approx(0.1)
+    assert clock._proc is started  # the prompt did not wait for a process to start
+    ep.close()

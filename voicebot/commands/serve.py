@@ -123,6 +123,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     dialogue = VoiceDialogue(runtime, store=store, ami=ami, salt=record_salt(), on_sms_queued=sms.wake,
                              config=voice.config)
     app = VoicebotApp(ari, settings.media, dialogue, voice)
+    await media_clock().start()
 
     web_app = web.Application()
     pool_sizes = {"io": IO_WORKERS, "asr": settings.section("speech.asr", AsrConfig).worker_count,

@@ -22,6 +22,7 @@ from voicebot.telephony.rtp import Codec, RtpEndpoint
 
 log = logging.getLogger("voicebot.rtp")
 
+START_WAIT_S = 5.0
 STOP_WAIT_S = 1.0  # a stopped prompt reports back within a frame; past this the clock is stuck
 
 
@@ -44,6 +45,14 @@ class MediaClock:
     @property
     def running(self) -> bool:
         return self._sock is not None
+
+    async def start(self) -> None:
+        """Start the clock now (at serve start: the first caller's greeting must not wait for a
+        process to start). Failing here is logged; prompts then start it, or fall back."""
+        try:
+            await self._ensure_started()
+        except ClockUnavailable as exc:
+            log.error("media clock unavailable; prompts are paced on the event loop", extra={"error": str(exc)})
 
     async def play(self, endpoint: RtpEndpoint, payload: bytes, stop: asyncio.Event | None) -> float:
         """Send ``payload`` (whole 20 ms frames of ``endpoint.codec``) through ``endpoint``'s
@@ -129,6 +138,14 @@ class MediaClock:
         finally:
             theirs.close()
         ours.setblocking(False)
+        try:  # wait until it is ready (imports done), so a prompt never waits for its start
+            ready = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(ours, 16), START_WAIT_S)
+        except (asyncio.TimeoutError, OSError):
+            ready = b""
+        if ready != b"R":
+            ours.close()
+            self._proc.kill()
+            raise ClockUnavailable("the media clock did not start")
         self._sock = ours
         self._legs.clear()
         asyncio.get_running_loop().add_reader(ours.fileno(), self._on_readable)

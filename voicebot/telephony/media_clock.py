@@ -10,7 +10,7 @@ bot receives on: symmetric RTP, which Asterisk's strict RTP expects).
 
 Protocol: one ``SOCK_SEQPACKET`` socket pair, one message per datagram (``Wire``):
   bot -> clock   OPEN leg (+ the socket's fd) · PLAY leg play last frames... · STOP leg play · CLOSE leg
-  clock -> bot   DONE leg play frames_sent late_us (the worst frame's delay past its due time)
+  clock -> bot   READY (once, at start) · DONE leg play frames_sent late_us (the worst frame's delay past its due time)
 A playback starts with its first PLAY message (at once: no added latency) and keeps its own
 absolute schedule (``start + n × 20 ms``: no drift). After a stall longer than ``STALL_S`` the
 schedule is re-based instead of bursting the backlog, with the marker bit set. EOF on the control
@@ -232,6 +232,7 @@ def main(argv: list[str]) -> int:
     control = socket.socket(fileno=int(argv[1]))
     control.setblocking(False)
     raise_priority()
+    control.send(b"R")  # ready: the bot waits for this before it hands over any call
     try:
         Clock(control).run()
     except KeyboardInterrupt:
