@@ -153,3 +153,8 @@ async def test_packets_from_a_foreign_port_are_ignored_and_crafted_ones_are_chea
         endpoint.close()
         peer.close()
         stranger.close()
+
+
+def test_frame_bytes_is_the_encoded_size_of_one_frame():
+    for codec in CODECS.values():
+        assert codec.frame_bytes == len(codec.encode(np.zeros(codec.samples_per_frame, np.int16)))

@@ -18,7 +18,7 @@ import time
 import weakref
 
 from voicebot.telephony.media_clock import FRAME_S, MAX_MESSAGE, Wire
-from voicebot.telephony.rtp import Codec, RtpEndpoint
+from voicebot.telephony.rtp import RtpEndpoint
 
 log = logging.getLogger("voicebot.rtp")
 
@@ -62,7 +62,7 @@ class MediaClock:
         play_id = next(self._ids)
         done = asyncio.get_running_loop().create_future()
         self._pending[(leg_id, play_id)] = done
-        frame_bytes = _frame_bytes(endpoint.codec)
+        frame_bytes = endpoint.codec.frame_bytes
         step = max(frame_bytes, MAX_MESSAGE // frame_bytes * frame_bytes)
         stopped = asyncio.ensure_future(stop.wait()) if stop is not None else None
         try:
@@ -161,7 +161,7 @@ class MediaClock:
                 raise ClockUnavailable("the call's RTP socket is closed")
             codec = endpoint.codec
             message = Wire.OPEN.pack(b"O", leg_id, codec.payload_type, codec.samples_per_frame,
-                                     _frame_bytes(codec)) + f"{remote[0]}:{remote[1]}".encode()
+                                     codec.frame_bytes) + f"{remote[0]}:{remote[1]}".encode()
             fd = transport.get_extra_info("socket").fileno()
             async with self._send_lock:
                 assert self._sock is not None
@@ -225,16 +225,6 @@ class MediaClock:
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None and why:
             proc.kill()
-
-
-def _frame_bytes(codec: Codec) -> int:
-    return len(codec.encode(_silence(codec.samples_per_frame)))
-
-
-def _silence(n: int):
-    import numpy as np
-
-    return np.zeros(n, np.int16)
 
 
 _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = weakref.WeakKeyDictionary()

@@ -73,6 +73,11 @@ class Codec:
     def samples_per_frame(self) -> int:
         return self.rate * FRAME_MS // 1000
 
+    @property
+    def frame_bytes(self) -> int:
+        """Payload bytes of one 20 ms frame (μ-law: 1 byte a sample; slin16: 2)."""
+        return self.samples_per_frame * (1 if self.name == "ulaw" else 2)
+
     def encode(self, samples: np.ndarray) -> bytes:
         if self.name == "ulaw":
             return ulaw_encode(samples)
