@@ -211,3 +211,29 @@ async def test_start_runs_the_clock_before_the_first_prompt(clock):
     assert await clock.play(ep, audio(0.1), None) == pytest.approx(0.1)
     assert clock._proc is started  # the prompt did not wait for a process to start
     ep.close()
+
+
+async def test_a_full_control_socket_makes_the_bot_wait_not_lose_the_clock(clock):
+    """A burst of calls hands over more prompt audio than the control socket holds while the
+    clock is busy (here: paused): the bot waits for room; calls, stops and closes all arrive."""
+    await clock.start()
+    started = clock._proc
+    fds_before = len(os.listdir(f"/proc/{started.pid}/fd"))
+    os.kill(started.pid, signal.SIGSTOP)
+    rxs = [Receiver() for _ in range(12)]
+    eps = [await endpoint_to(rx) for rx in rxs]
+    stop = asyncio.Event()
+    plays = [asyncio.ensure_future(clock.play(ep, audio(15.0), stop)) for ep in eps]  # 120 kB each
+    await asyncio.sleep(0.3)
+    os.kill(started.pid, signal.SIGCONT)
+    await asyncio.sleep(0.5)
+    stop.set()
+    sent = await asyncio.wait_for(asyncio.gather(*plays), 5)
+    assert clock._proc is started and clock.running  # not declared dead
+    assert all(0 < s < 2 for s in sent), sent
+    for ep in eps:
+        clock.forget(ep)
+        ep.close()
+    await asyncio.sleep(0.3)
+    assert len(os.listdir(f"/proc/{started.pid}/fd")) == fds_before  # every CLOSE arrived
+    assert all(rx.drain() for rx in rxs)

@@ -127,7 +127,7 @@ class Call:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the call's task boundary: fail open, never strand
-            if self.gone.is_set():  # the caller hung up during the set-up: nothing failed
+            if await self._caller_left():  # hung up during the set-up: nothing failed
                 log.info("caller left during the set-up", extra={**extra, "error": _describe(exc)})
                 return
             log.error("call failed; handing the caller to a human", extra={**extra, "error": _describe(exc)},
@@ -145,6 +145,19 @@ class Call:
             await conversation(self)
         finally:
             listening.cancel()
+
+    async def _caller_left(self) -> bool:
+        """Whether the caller is gone, also when ARI's event saying so has not arrived yet (a
+        request on the channel failed because of the hang-up: the error comes first)."""
+        if not self.gone.is_set():
+            try:
+                await self.ari.request("GET", f"/channels/{self.id}")
+            except AriError as exc:
+                if exc.status == 404:
+                    self.gone.set()
+            except TelephonyError:
+                pass  # ARI unreachable: the caller may well be there; fail open
+        return self.gone.is_set()
 
     def _prompt_ended(self, interrupted: bool) -> None:
         if self.ear is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import errno
 import itertools
 import logging
 import socket
@@ -24,6 +25,7 @@ log = logging.getLogger("voicebot.rtp")
 
 START_WAIT_S = 5.0
 STOP_WAIT_S = 1.0  # a stopped prompt reports back within a frame; past this the clock is stuck
+ROOM_WAIT_S = 2.0  # the clock reads as fast as we write; no room in its socket for this long: stuck
 
 
 class ClockUnavailable(Exception):
@@ -41,6 +43,8 @@ class MediaClock:
         self._pending: dict[tuple[int, int], asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._late: collections.deque[tuple[float, float]] = collections.deque(maxlen=10_000)
+        self._room: asyncio.Future | None = None      # a send waiting for room in the socket
+        self._later: set[asyncio.Task] = set()        # cleanup messages that had to wait for room
 
     @property
     def running(self) -> bool:
@@ -80,11 +84,14 @@ class MediaClock:
                 await asyncio.wait_for(asyncio.shield(done), STOP_WAIT_S)
             return done.result() * FRAME_S
         except asyncio.TimeoutError:
+            self._on_readable()  # the answer may be waiting: our own loop was late, not the clock
+            if done.done() and not done.exception():
+                return done.result() * FRAME_S
             await self._died("the media clock did not answer a stop")
             raise ClockUnavailable("the media clock is stuck") from None
         except BaseException:
             if not done.done():  # cancelled (hang-up): stop sending, without waiting for it
-                self._send_now(Wire.STOP.pack(b"S", leg_id, play_id))
+                self._send_soon(Wire.STOP.pack(b"S", leg_id, play_id))
             raise
         finally:
             self._pending.pop((leg_id, play_id), None)
@@ -101,7 +108,7 @@ class MediaClock:
         """The call's socket is closing: the clock closes its copy (and sends nothing more)."""
         leg_id = self._leg_ids.pop(id(endpoint), None)
         if leg_id is not None and self._legs.pop(leg_id, None) is not None:
-            self._send_now(Wire.CLOSE.pack(b"C", leg_id))
+            self._send_soon(Wire.CLOSE.pack(b"C", leg_id))
 
     async def close(self) -> None:
         proc = self._proc
@@ -162,34 +169,78 @@ class MediaClock:
             codec = endpoint.codec
             message = Wire.OPEN.pack(b"O", leg_id, codec.payload_type, codec.samples_per_frame,
                                      codec.frame_bytes) + f"{remote[0]}:{remote[1]}".encode()
-            fd = transport.get_extra_info("socket").fileno()
-            async with self._send_lock:
-                assert self._sock is not None
-                try:
-                    socket.send_fds(self._sock, [message], [fd])
-                except OSError as exc:
-                    await self._died(f"the media clock did not take a call: {exc}")
-                    raise ClockUnavailable(str(exc)) from None
+            sock = transport.get_extra_info("socket")
+            if transport.is_closing() or sock is None or sock.fileno() < 0:
+                raise ClockUnavailable("the call's RTP socket is closed")
+            await self._send(message, sock.fileno())
             self._legs[leg_id] = endpoint
         return leg_id
 
-    async def _send(self, message: bytes) -> None:
+    async def _send(self, message: bytes, fd: int | None = None) -> None:
+        """Send one message (with ``fd`` attached), in order. A full socket (a burst of calls
+        handing over long prompts while the clock was not scheduled) is waited out, not fatal."""
         async with self._send_lock:
-            if self._sock is None:
+            sock = self._sock
+            if sock is None:
                 raise ClockUnavailable("the media clock is not running")
-            try:
-                await asyncio.get_running_loop().sock_sendall(self._sock, message)
-            except OSError as exc:
-                await self._died(f"the media clock's socket failed: {exc}")
-                raise ClockUnavailable(str(exc)) from None
+            deadline = asyncio.get_running_loop().time() + ROOM_WAIT_S
+            while True:
+                try:
+                    if fd is None:
+                        sock.send(message)
+                    else:
+                        socket.send_fds(sock, [message], [fd])
+                    return
+                except BlockingIOError:
+                    if await self._wait_for_room(sock, deadline):
+                        continue
+                    if self._sock is sock:  # not already replaced while we waited
+                        await self._died(f"the media clock took no messages for {ROOM_WAIT_S:.0f} s")
+                    raise ClockUnavailable("the media clock is stuck") from None
+                except OSError as exc:
+                    if fd is not None and exc.errno == errno.EBADF:
+                        raise ClockUnavailable("the call's RTP socket is closed") from None
+                    if self._sock is sock:
+                        await self._died(f"the media clock's socket failed: {exc}")
+                    raise ClockUnavailable(str(exc)) from None
 
-    def _send_now(self, message: bytes) -> None:
-        """Best effort, without waiting (cleanup paths)."""
-        if self._sock is not None:
+    async def _wait_for_room(self, sock: socket.socket, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        room = self._room = loop.create_future()
+        fileno = sock.fileno()
+        loop.add_writer(fileno, lambda: room.done() or room.set_result(True))
+        try:
+            return await asyncio.wait_for(room, max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._room = None
+            if self._sock is sock:  # else _died removed it (and the number may be reused already)
+                loop.remove_writer(fileno)
+
+    def _send_soon(self, message: bytes) -> None:
+        """Cleanup paths (a stop, a closed call) cannot wait: send now if there is room, else
+        queue it behind the messages already waiting (best effort: a lost one would leave the
+        clock sending into a finished call, or holding its socket)."""
+        if self._sock is None:
+            return
+        if not self._send_lock.locked():
             try:
                 self._sock.send(message)
-            except OSError:
+                return
+            except BlockingIOError:
                 pass
+            except OSError:
+                return  # the reader sees the clock's end
+        task = asyncio.ensure_future(self._send_quietly(message))
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
+
+    async def _send_quietly(self, message: bytes) -> None:
+        try:
+            await self._send(message)
+        except ClockUnavailable:
+            pass
 
     def _on_readable(self) -> None:
         while self._sock is not None:
@@ -216,7 +267,11 @@ class MediaClock:
         if why:
             log.error("media clock lost; prompts are paced on the event loop until it restarts",
                       extra={"error": why})
-        asyncio.get_running_loop().remove_reader(sock.fileno())
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(sock.fileno())
+        loop.remove_writer(sock.fileno())
+        if self._room is not None and not self._room.done():
+            self._room.set_result(False)
         sock.close()
         self._legs.clear()
         for future in self._pending.values():
