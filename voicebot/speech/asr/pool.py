@@ -2,7 +2,8 @@
 
 One pool per process, sized to the CPU cores (``speech.asr.workers``). CTranslate2 and Kaldi
 release the GIL while decoding, so threads use the cores; more threads than cores would only
-make every caller wait longer.
+make every caller wait longer. ``in_flight()`` (jobs running or queued) tells an engine whether
+other callers wait for the same cores (whisper.py decodes faster then).
 """
 
 from __future__ import annotations
@@ -18,19 +19,49 @@ from voicebot.speech.asr.priority import lower_this_thread
 T = TypeVar("T")
 
 _lock = threading.Lock()
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-def get_pool(workers: int, nice: int = 0) -> concurrent.futures.ThreadPoolExecutor:
+class CountingPool(concurrent.futures.ThreadPoolExecutor):
+    """A thread pool that knows how many jobs are running or waiting."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._count_lock = threading.Lock()
+        self.in_flight = 0
+
+    def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
+        with self._count_lock:
+            self.in_flight += 1
+        try:
+            future = super().submit(fn, *args, **kwargs)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)  # also when cancelled while queued
+        return future
+
+    def _finished(self, _future) -> None:
+        with self._count_lock:
+            self.in_flight -= 1
+
+
+_pool: CountingPool | None = None
+
+
+def get_pool(workers: int, nice: int = 0) -> CountingPool:
     """The process-wide pool (created on first use with ``workers`` threads, each ``nice`` steps
     nicer than the event loop: priority.py)."""
     global _pool
     with _lock:
         if _pool is None:
-            _pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
-                                                          thread_name_prefix="asr",
-                                                          initializer=lower_this_thread, initargs=(nice,))
+            _pool = CountingPool(max_workers=max(1, workers), thread_name_prefix="asr",
+                                 initializer=lower_this_thread, initargs=(nice,))
         return _pool
+
+
+def in_flight() -> int:
+    """Decoding jobs running or queued in this process's pool (the caller's own included)."""
+    return _pool.in_flight if _pool is not None else 0
 
 
 async def run_in_pool(pool: concurrent.futures.Executor, fn: Callable[..., T], *args) -> T:
