@@ -150,14 +150,50 @@ def test_vosk_accepts_8khz(vosk_settings, korean_speech):
     assert result.text
 
 
-async def test_concurrent_transcriptions_share_the_model(settings, whisper, nst_set):
+async def test_concurrent_transcriptions_share_the_model(settings, whisper, nst_set, monkeypatch):
     from voicebot.speech.asr import transcribe
     from voicebot.speech.audio import read_wav
 
+    # the same settings busy or not: only the sharing is under test here
+    monkeypatch.setattr(whisper.config, "beam_size_busy", whisper.config.beam_size)
+    monkeypatch.setattr(whisper.config, "window_pad_s_busy", whisper.config.window_pad_s)
     clips = [read_wav(NST / f"nst-da-{n}.wav") for n in ("01", "22")]
     alone = [whisper.transcribe(s, r).text for s, r in clips]
     together = await asyncio.gather(*(transcribe(settings, s, r, engine="whisper") for s, r in clips))
     assert [r.text for r in together] == alone
+
+
+async def test_a_decode_that_starts_while_others_wait_uses_the_busy_settings(settings, whisper, nst_set,
+                                                                            monkeypatch):
+    """Peak load: the pool has other work, so the decode runs with beam_size_busy and
+    window_pad_s_busy (whisper.py). Compared with the same clips decoded alone either way."""
+    import threading
+
+    from voicebot.speech.asr import _pool, transcribe
+    from voicebot.speech.audio import read_wav
+
+    pool = _pool(settings)
+    if pool._max_workers < 2:
+        pytest.skip("needs 2 decoding threads (speech.asr.workers) to hold one busy")
+    c = whisper.config
+    clips = [read_wav(NST / f"nst-da-{n}.wav") for n in ("01", "05", "09", "13", "22")]
+    full = [whisper.transcribe(s, r).text for s, r in clips]  # outside the pool: not busy
+    with monkeypatch.context() as m:
+        m.setattr(c, "beam_size", c.beam_size_busy)
+        m.setattr(c, "window_pad_s", c.window_pad_s_busy)
+        cheap = [whisper.transcribe(s, r).text for s, r in clips]
+    differ = [i for i, (a, b) in enumerate(zip(full, cheap)) if a != b]
+    assert differ, "the busy settings decode these clips like the full ones: pick other clips"
+    release = threading.Event()
+    blocker = pool.submit(release.wait, 60)  # another caller's decode holds one thread
+    try:
+        busy = [(await transcribe(settings, *clips[i], engine="whisper")).text for i in differ]
+    finally:
+        release.set()
+        blocker.result(10)
+    assert busy == [cheap[i] for i in differ]
+    alone = (await transcribe(settings, *clips[differ[0]], engine="whisper")).text
+    assert alone == full[differ[0]]  # nothing else in the pool: the full settings again
 
 
 def test_models_install_defaults_is_fast_when_installed(capsys):
