@@ -99,6 +99,22 @@ def test_asterisk_runs_as_an_unprivileged_user(asterisk):
     assert ctl.stat().st_uid == uids[0] and oct(ctl.stat().st_mode & 0o777) == "0o660"
 
 
+def test_asterisk_runs_at_realtime_priority_in_every_thread(asterisk):
+    """asterisk/pbx passes -p (PBX_REALTIME=1, the default): the bridge threads that relay the
+    bot's voice must not wait behind speech recognition (README, Load)."""
+    import os
+
+    pid = asterisk_pid()
+    policies = {}
+    for t in (int(t) for t in os.listdir(f"/proc/{pid}/task")):
+        try:
+            policies[t] = os.sched_getscheduler(t)
+        except ProcessLookupError:
+            pass  # a short-lived thread ended meanwhile
+    assert set(policies.values()) == {os.SCHED_RR}, policies
+    assert os.sched_getparam(pid).sched_priority > 0
+
+
 def test_asterisk_cannot_change_its_own_configuration(asterisk):
     conf = CHROOT / "etc" / "asterisk" / "pjsip.conf"
     assert conf.stat().st_uid == 0 and oct(conf.stat().st_mode & 0o777) == "0o640"

@@ -74,7 +74,8 @@ def test_the_dialplan_still_reads_the_ops_switches_from_astdb():
 
 def test_pbx_starts_asterisk_unprivileged():
     script = PBX.read_text()
-    assert re.search(r"/usr/sbin/asterisk -U asterisk -G asterisk -f", script)
+    assert re.search(r"opts=\(-U asterisk -G asterisk -f", script)
+    assert re.search(r'/usr/sbin/asterisk "\$\{opts\[@\]\}"', script)
     assert not re.search(r"chroot \"\$ROOT\" /usr/sbin/asterisk -f", script)  # no root start left
 
 
