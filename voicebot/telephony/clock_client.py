@@ -286,7 +286,7 @@ _clocks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MediaClock] = weak
 
 
 def media_clock() -> MediaClock:
-    """The running event loop's clock (its process starts with the first prompt)."""
+    """The running event loop's clock (`serve` starts its process; otherwise the first prompt does)."""
     loop = asyncio.get_running_loop()
     if loop not in _clocks:
         _clocks[loop] = MediaClock()
