@@ -209,10 +209,19 @@ def test_silence_gets_two_reprompts_then_a_polite_end(flow_bot):
 
 def test_caller_hanging_up_mid_answer_is_abandoned_and_leaks_nothing(flow_bot):
     set_clock(OPEN_TIME)
+    # one call first: the bot opens some things lazily at its first call (the baseline is after)
+    scripted_call(flow_bot, steps({"wait_bot": True}, {"hangup": True}))
+    wait_for(lambda: flow_bot.health().get("calls") == 0, 5, "the bot to forget the warm-up call")
     before = flow_bot.health()
+    log_before = len(flow_bot.log())
     _, record, _ = scripted_call(flow_bot, steps(
         {"wait_bot": True}, {"say": "Jeg har mistet mit pas"}, {"wait": 2.5}, {"hangup": True}))
     assert record["outcome"] == "abandoned"
+    # the answer the caller hung up on still carries its timings (record and log)
+    answer = next(t for t in record["turns"] if t["decision"] == "answer")
+    assert {"eos_wait_ms", "match_ms", "first_audio_ms"} <= set(answer["timings"]), answer
+    assert any("'turn'" in line and "first_audio_ms=" in line and f"intent={answer['intent']}" in line
+               for line in flow_bot.log()[log_before:].splitlines())
     wait_for(lambda: flow_bot.health().get("calls") == 0, 5, "the bot to forget the call")
     wait_for(lambda: flow_bot.health().get("tasks") == before["tasks"], 5, "the call's tasks to end")
     after = flow_bot.health()

@@ -191,6 +191,9 @@ class CountingSegment(SegmentEngine):
 async def test_a_pause_starts_the_decode_and_the_end_of_turn_reuses_it(pool):
     """The decode starts at pause_ms of silence; when the turn ends without more speech, that
     decode is the result: one decode, and its time overlaps the end-of-turn wait."""
+    from voicebot.speech.asr.recognizer import SPECULATIONS
+
+    before = SPECULATIONS.as_dict()
     engine = CountingSegment(delay=0.2)
     cfg = VadConfig(pre_roll_ms=0, end_silence_ms=400, tail_ms=100, pause_ms=100)
     listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, pool, 16000))
@@ -207,9 +210,14 @@ async def test_a_pause_starts_the_decode_and_the_end_of_turn_reuses_it(pool):
     assert loop.time() - t0 < 0.1  # decoded during the wait, not after it
     assert listener.last_speculative and engine.decodes == [len(ended.samples)]
     assert result.text == f"{len(ended.samples)} samples"
+    after = SPECULATIONS.as_dict()  # what /health and `bench calls` report
+    assert {k: after[k] - before[k] for k in after} == {"started": 1, "used": 1, "wasted": 0, "skipped": 0}
 
 
 async def test_speech_after_a_pause_drops_the_speculation(pool):
+    from voicebot.speech.asr.recognizer import SPECULATIONS
+
+    before = SPECULATIONS.as_dict()
     engine = CountingSegment()
     cfg = VadConfig(pre_roll_ms=0, end_silence_ms=400, tail_ms=100, pause_ms=100)
     listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, pool, 16000))
@@ -226,6 +234,9 @@ async def test_speech_after_a_pause_drops_the_speculation(pool):
     assert result.text == f"{len(ended.samples)} samples" and listener.last_speculative
     assert len(ended.samples) >= 40 * 320
     assert all(n < len(ended.samples) for n in engine.decodes[:-1]) and engine.decodes[-1] == len(ended.samples)
+    after = {k: v - before[k] for k, v in SPECULATIONS.as_dict().items()}
+    # the first pause's decode ran (the engine is instant) and was thrown away
+    assert after["used"] == 1 and after["wasted"] == len(engine.decodes) - 1 >= 1 and after["skipped"] == 0
 
 
 class TextSegment(SegmentEngine):

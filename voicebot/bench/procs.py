@@ -150,6 +150,10 @@ class ProcWatch:
         # caller with a small value here was made after the bot, in Asterisk or the network)
         out["media_late_ms_max"] = max((h.get("media_late_ms_max", 0.0) for h in health), default=None)
         out["bot_tasks_last"] = health[-1].get("tasks") if health else None
+        # speculative decodes over the window: used, wasted (ran, then the caller went on), skipped
+        spec = [h["speculations"] for h in health if "speculations" in h]
+        out["speculations"] = ({k: spec[-1][k] - spec[0].get(k, 0) for k in spec[-1]}
+                               if len(spec) >= 2 else None)
         lag = [ms for at, ms in self.lag_ms if since <= at <= until]
         out["bench_loop_lag_ms_max"] = round(max(lag), 1) if lag else None
         return out

@@ -101,6 +101,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.speech.tts.prebuild import prebuild_for_calls
     from voicebot.store import open_store
     from voicebot.telephony.ami import AmiClient
+    from voicebot.speech.asr.recognizer import SPECULATIONS
     from voicebot.telephony.clock_client import media_clock
     from voicebot.telephony.conversations import VoiceDialogue
 
@@ -199,6 +200,7 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
     ``threads`` never passes that plus ``pool_threads_max``."""
     import threading
 
+    from voicebot.speech.asr.recognizer import SPECULATIONS
     from voicebot.telephony.clock_client import media_clock
 
     prefixes = tuple(f"{name}_" for name in pool_sizes)
@@ -209,7 +211,8 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
             "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,
             "threads": threading.active_count(), "threads_outside_pools": outside,
             "pool_threads_max": sum(pool_sizes.values()),
-            "media_clock": media_clock().running, "media_late_ms_max": media_clock().late_ms_max()}
+            "media_clock": media_clock().running, "media_late_ms_max": media_clock().late_ms_max(),
+            "speculations": SPECULATIONS.as_dict()}
 
 
 async def _to_chat(request: web.Request) -> web.StreamResponse:

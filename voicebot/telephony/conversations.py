@@ -103,15 +103,14 @@ class _Turns:
 
     async def _turn(self, event, actions: list[Action], timings: dict[str, int], started: float,
                     starting: asyncio.Future | None = None) -> None:
-        """Perform a turn's actions, then record it (also when the caller hangs up mid-way)."""
+        """Perform a turn's actions, then log and record it (also when the caller hangs up
+        mid-way: the answer had started, and its timings are the turn's)."""
         try:
-            first_audio_ms = await self.perform(actions, started)
-            if first_audio_ms is not None:
-                timings["first_audio_ms"] = first_audio_ms
+            await self.perform(actions, started, timings)
+        finally:
             if event is not None:  # where a turn's time went, so a slow turn explains itself
                 log.info("turn", extra={"channel": self.call.id, "event": type(event).__name__,
                                         "intent": self.conv.last_intent or "none", **timings})
-        finally:
             if starting is not None:
                 self.recorder = await starting
             if self.recorder is not None:
@@ -137,11 +136,11 @@ class _Turns:
         return event, dict(timings)
 
     # ---- performing actions --------------------------------------------------------------------
-    async def perform(self, actions: list[Action], started: float) -> int | None:
-        """Perform the engine's actions in order; returns the ms from ``started`` to the first
-        audio sent. Consecutive lines are one playback (``_say_run``). A barge-in flushes what was
-        still to be said; transfers and the end are still carried out."""
-        call, first_audio_ms = self.call, None
+    async def perform(self, actions: list[Action], started: float, timings: dict[str, int]) -> None:
+        """Perform the engine's actions in order; ``timings["first_audio_ms"]``: the ms from
+        ``started`` to the first audio sent. Consecutive lines are one playback (``_say_run``).
+        A barge-in flushes what was still to be said; transfers and the end are still carried out."""
+        call, first_audio = self.call, False
         call.ear.expect(None)
         flushed = False
         i = 0
@@ -158,8 +157,10 @@ class _Turns:
                 if not flushed:
                     played = await self._say_run(run)
                     flushed = played.interrupted
-                    if first_audio_ms is None:
-                        first_audio_ms = int((played.started_at - started) * 1000)
+                    if not first_audio and played.seconds > 0:
+                        first_audio = True
+                        timings["first_audio_ms"] = int((played.started_at - started) * 1000)
+                    call.check()  # a hang-up during the playback ends the turn here
             elif isinstance(action, SendSms):
                 await self._send_sms(action)
             elif isinstance(action, Transfer):
@@ -169,7 +170,6 @@ class _Turns:
                 await call.hangup(self.conv.outcome)
                 break
             i += 1
-        return first_audio_ms
 
     async def _say_run(self, run: list[Action]) -> Played:
         """Say consecutive lines as one playback with a short pause between them: the next line
@@ -196,8 +196,8 @@ class _Turns:
         heard = int(played.seconds * call.speaker.rate)
         self.answering = played.interrupted and any(start <= heard < end and article
                                                     for start, end, article in spans)
-        call.check()
-        self.answering = False
+        if not call.gone.is_set():  # else the hang-up is raised by perform: answering tells how
+            self.answering = False
         return played
 
     async def _send_sms(self, action: SendSms) -> None:

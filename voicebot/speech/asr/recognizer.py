@@ -14,7 +14,7 @@ import collections
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -49,11 +49,13 @@ class PendingResult:
 class ClosedPending:
     """An ended utterance to score against a closed set; ``await`` it for the result."""
 
-    def __init__(self, recognizer: Recognizer, samples: np.ndarray, choices: tuple[Choice, ...]) -> None:
+    def __init__(self, recognizer: Recognizer, samples: np.ndarray, choices: tuple[Choice, ...],
+                 on_start: Callable[[], None] | None = None) -> None:
         self._recognizer, self._samples, self._choices = recognizer, samples, choices
+        self._on_start = on_start
 
     def __await__(self):
-        return self._recognizer._score(self._samples, self._choices).__await__()
+        return self._recognizer._score(self._samples, self._choices, self._on_start).__await__()
 
 
 class Recognizer:
@@ -119,25 +121,41 @@ class Recognizer:
         """The final result of everything pushed since the last finish/reset."""
         return await self.detach()
 
-    def score(self, samples: np.ndarray, choices: Sequence[Choice]) -> ClosedPending:
+    def score(self, samples: np.ndarray, choices: Sequence[Choice],
+              on_start: Callable[[], None] | None = None) -> ClosedPending:
         """Score one whole utterance against ``choices`` (the engine must have ``closed_sets``);
-        await the returned object for an ``AsrResult`` whose text is the chosen phrase."""
-        return ClosedPending(self, np.asarray(samples, dtype=np.int16), tuple(choices))
+        await the returned object for an ``AsrResult`` whose text is the chosen phrase.
+        ``on_start`` is called in the pool thread when the scoring begins."""
+        return ClosedPending(self, np.asarray(samples, dtype=np.int16), tuple(choices), on_start)
 
-    async def _score(self, samples: np.ndarray, choices: tuple[Choice, ...]) -> AsrResult:
+    async def _score(self, samples: np.ndarray, choices: tuple[Choice, ...],
+                     on_start: Callable[[], None] | None = None) -> AsrResult:
         loop = asyncio.get_running_loop()
-        closed = await loop.run_in_executor(self.pool, self.engine.score_choices, samples, self.rate, choices)
+
+        def job():
+            if on_start is not None:
+                on_start()
+            return self.engine.score_choices(samples, self.rate, choices)
+
+        closed = await loop.run_in_executor(self.pool, job)
         if closed.key is None and len(samples):
             # none of the expected answers: the caller may have said something new ("ja, og
             # hvad med mit kørekort?"), so transcribe it freely rather than lose it
             return await loop.run_in_executor(self.pool, self.engine.transcribe, samples, self.rate)
         return closed.as_asr_result(len(samples) / self.rate, self.engine.name)
 
-    async def decode_segment(self, samples: np.ndarray) -> AsrResult:
-        """Decode one whole utterance now (segment engines), independent of pushed audio."""
+    async def decode_segment(self, samples: np.ndarray, on_start: Callable[[], None] | None = None) -> AsrResult:
+        """Decode one whole utterance now (segment engines), independent of pushed audio;
+        ``on_start`` is called in the pool thread when the decode begins."""
         stream = self.engine.open_stream(self.rate)
         stream.accept(np.asarray(samples, dtype=np.int16))
-        return await asyncio.get_running_loop().run_in_executor(self.pool, stream.finish)
+
+        def job() -> AsrResult:
+            if on_start is not None:
+                on_start()
+            return stream.finish()
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, job)
 
     async def _complete(self, utt: _Utterance | None) -> AsrResult:
         empty = AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
@@ -156,11 +174,34 @@ class Recognizer:
         return await asyncio.get_running_loop().run_in_executor(self.pool, utt.stream.finish)
 
 
+class SpeculationStats:
+    """Process-wide counts of speculative decodes (for /health and `bench calls`): ``used``
+    became the turn's result; ``wasted`` ran (or was running) in the pool and was thrown away
+    because the caller went on; ``skipped`` was dropped while still queued (it cost nothing)."""
+
+    def __init__(self) -> None:
+        self.started = self.used = self.wasted = self.skipped = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"started": self.started, "used": self.used, "wasted": self.wasted, "skipped": self.skipped}
+
+
+SPECULATIONS = SpeculationStats()
+
+
 class _Speculation:
     """A decode started at a pause in the caller's speech, before the end of the turn."""
 
     def __init__(self, samples: np.ndarray, choices: tuple[Choice, ...] | None, task: asyncio.Task) -> None:
         self.length, self.choices, self.task = len(samples), choices, task
+        self.running = False  # set by the pool thread when the decode begins
+
+    def drop(self) -> None:
+        self.task.cancel()  # a job still queued in the pool is skipped
+        if self.running or self.task.done():
+            SPECULATIONS.wasted += 1
+        else:
+            SPECULATIONS.skipped += 1
 
 
 class Listener:
@@ -246,9 +287,10 @@ class Listener:
                 if spec is not None:
                     if spec.length == len(event.samples) and spec.choices == choices:
                         rec.reset()
+                        SPECULATIONS.used += 1
                         self._end(spec.task, speculative=True)
                         continue
-                    spec.task.cancel()
+                    spec.drop()
                 if choices:
                     rec.reset()
                     self._end(rec.score(event.samples, choices))
@@ -273,12 +315,19 @@ class Listener:
             return  # pushed outside an event loop (offline evaluation): decode at the end only
         self._drop_speculation()
         choices = self.expecting
-        work = rec.score(samples, choices) if choices else rec.decode_segment(samples)
-        self._speculation = _Speculation(samples, choices, asyncio.ensure_future(_awaited(work)))
+        spec = _Speculation(samples, choices, None)  # type: ignore[arg-type]
+
+        def began() -> None:
+            spec.running = True
+
+        work = rec.score(samples, choices, began) if choices else rec.decode_segment(samples, began)
+        spec.task = asyncio.ensure_future(_awaited(work))
+        SPECULATIONS.started += 1
+        self._speculation = spec
 
     def _drop_speculation(self) -> None:
         if self._speculation is not None:
-            self._speculation.task.cancel()  # a job still queued in the pool is skipped
+            self._speculation.drop()
             self._speculation = None
 
     async def result(self) -> AsrResult:
