@@ -252,10 +252,16 @@ class MediaConfig:
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
+    admin_host: str = "127.0.0.1"  # /metrics (and staff pages): loopback unless ops open it on purpose
+    admin_port: int = 8081         # 0: no admin listener
 
     def validate(self) -> None:
         if not 0 <= self.port < 65536:
             raise ValueError("port: must be a port number 0-65535")
+        if not 0 <= self.admin_port < 65536:
+            raise ValueError("admin_port: must be a port number 0-65535 (0: off)")
+        if self.admin_port and self.admin_port == self.port and self.admin_host == self.host:
+            raise ValueError("admin_port: must differ from port (the admin pages are never public)")
 
 
 class Settings:

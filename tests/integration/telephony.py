@@ -77,9 +77,10 @@ class BotProcess:
     def __init__(self, workdir: Path, extra_config: str = "", env: dict[str, str] | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.admin_port = free_port()
         self.config = workdir / "bot.yaml"
         self.store_path = workdir / "voicebot.db"
-        self.config.write_text(f"web:\n  port: {self.port}\nstore:\n  path: {self.store_path}\n{extra_config}")
+        self.config.write_text(f"web:\n  port: {self.port}\n  admin_port: {self.admin_port}\nstore:\n  path: {self.store_path}\n{extra_config}")
         self.env = {**os.environ, **(env or {})}
         self.log_path = workdir / "bot.log"
         self.proc: subprocess.Popen | None = None

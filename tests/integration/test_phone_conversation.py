@@ -123,6 +123,41 @@ def test_answer_then_sms_yes_queues_one_sms_without_personal_data(flow_bot):
     assert record["caller_tail"] == "56" and MOBILE not in str(record)
 
 
+def _metrics(bot: BotProcess) -> dict[str, float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{bot.admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return {f"{s.name}{sorted(s.labels.items())}": s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_count_the_call_on_the_admin_port_only(flow_bot):
+    import urllib.error
+    import urllib.request
+
+    set_clock(OPEN_TIME)
+    before = _metrics(flow_bot)
+    scripted_call(flow_bot, steps({"wait_bot": True}, {"say": "Jeg har mistet mit pas"}, {"wait_bot": True},
+                                  {"say": "nej"}, {"wait_bot": True}, {"hangup": True}))
+    after = _metrics(flow_bot)
+
+    def grew(name: str, **labels) -> float:
+        key = f"{name}{sorted(labels.items())}"
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    assert grew("voicebot_turns_total", channel="voice", decision="answer") == 1
+    assert grew("voicebot_conversations_total", channel="voice", outcome="resolved", target="") == 1
+    assert grew("voicebot_turn_latency_seconds_count", channel="voice") >= 2  # the question and "nej"
+    assert grew("voicebot_asr_wait_seconds_count") >= 2
+    assert after["voicebot_calls_active[]"] == 0 and "voicebot_asr_pending[]" in after
+    with pytest.raises(urllib.error.HTTPError) as public:  # never on the public (chat) port
+        urllib.request.urlopen(f"http://127.0.0.1:{flow_bot.port}/metrics", timeout=5)
+    assert public.value.code == 404
+
+
 def test_answer_no_sms_goodbye_and_survey_by_keypad(flow_bot):
     set_clock(OPEN_TIME)
     report, record, _ = scripted_call(flow_bot, steps(

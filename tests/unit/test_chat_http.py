@@ -275,3 +275,23 @@ async def test_widget_sends_the_server_issued_id_and_shows_the_danish_429(runtim
     assert sent[0]["session_id"] is None and sent[1]["session_id"] and sent[2]["session_id"] == sent[1]["session_id"]
     assert "Affald og genbrug" in shown[3]  # me, bot (options), me "ja", bot (contact)
     assert shown[-1].startswith("Du sender beskeder meget hurtigt")
+
+
+# ---- metrics --------------------------------------------------------------------------------------
+
+async def test_chat_requests_and_turns_are_counted_for_prometheus(runtime, tmp_path, make_client):
+    from voicebot import metrics
+
+    def value(name: str, **labels) -> float:
+        return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (value("voicebot_chat_requests_total", status="200"), value("voicebot_chat_requests_total", status="400"))
+    client = await make_client(service_with(runtime, tmp_path))
+    status, _, _ = await post(client, {"message": "Jeg har mistet mit pas"})
+    bad, _, _ = await post(client, b"{not json")
+    assert (status, bad) == (200, 400)
+    after = (value("voicebot_chat_requests_total", status="200"), value("voicebot_chat_requests_total", status="400"))
+    assert after[0] - before[0] == 1 and after[1] - before[1] == 1
+    # the turn itself is counted where it is recorded: only with a store (serve always has one)
+    text = metrics.exposition().decode()
+    assert "voicebot_chat_requests_total" in text and "voicebot_turn_latency_seconds" in text

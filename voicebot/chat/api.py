@@ -29,6 +29,7 @@ from aiohttp import web
 
 from voicebot.chat.limits import ChatBusy, RateLimiter, WorkPool, client_key, parse_networks
 from voicebot.chat.service import MAX_BODY_BYTES
+from voicebot.metrics import CHAT_REQUESTS
 
 if TYPE_CHECKING:
     from voicebot.chat.service import ChatService
@@ -125,6 +126,11 @@ class ChatApi:
         self._refused_logged = 0.0
 
     async def chat(self, request: web.Request) -> web.Response:
+        response = await self._chat(request)
+        CHAT_REQUESTS.labels(str(response.status)).inc()
+        return response
+
+    async def _chat(self, request: web.Request) -> web.Response:
         client = client_key(request.remote, request.headers.getall("X-Forwarded-For", []), self.trusted)
         wait = self.limiter.check(client)  # first: a flood costs no reading, parsing or matching
         if wait:

@@ -135,6 +135,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()
+    admin = await _start_admin(settings, app, voice)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -176,6 +177,8 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         await ami.close()
         await media_clock().close()
         await runner.cleanup()  # the chat takes no more messages, and its worker threads stop
+        if admin is not None:
+            await admin.cleanup()
         await asyncio.to_thread(chat.close_all)
         PIDFILE.unlink(missing_ok=True)
 
@@ -215,6 +218,27 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
             "speculations": SPECULATIONS.as_dict()}
 
 
+async def _start_admin(settings: Settings, app: VoicebotApp, voice) -> web.AppRunner | None:
+    """The ops listener (``web.admin_host``/``admin_port``, loopback by default): ``/metrics``.
+    Separate from the public chat port, so a reverse proxy in front of the chat never exposes it."""
+    from voicebot import metrics
+    from voicebot.speech.asr.recognizer import SPECULATIONS
+
+    w = settings.web
+    if not w.admin_port:
+        return None
+    metrics.LIVE.calls = lambda: len(app.calls)
+    metrics.LIVE.pending_decodes = lambda: voice.gate.pending if voice.gate else 0
+    metrics.LIVE.speculations = SPECULATIONS.as_dict
+    admin = web.Application()
+    admin.router.add_get("/metrics", lambda r: web.Response(body=metrics.exposition(),
+                                                            content_type="text/plain", charset="utf-8"))
+    runner = web.AppRunner(admin, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, w.admin_host, w.admin_port).start()
+    return runner
+
+
 async def _to_chat(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/chat")
 
@@ -235,4 +259,5 @@ def print_banner(settings: Settings) -> None:
   Asterisk CLI          asterisk/pbx cli "core show channels"     (interactive: asterisk/pbx console)
   Kill switch           asterisk/pbx cli "database put voicebot enabled 0"   (1 = on again)
   Web                   http://{w.host}:{w.port}/
+  Metrics (ops only)    {f"http://{w.admin_host}:{w.admin_port}/metrics" if w.admin_port else "off (web.admin_port: 0)"}
 """, file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from voicebot.dialogue.events import (Ask, ChatMessage, Digit, End, Hangup, OfferSms, QueueUnavailable, Say,
                                       SendSms, Silence, Transfer, Utterance)
+from voicebot.metrics import count_conversation, count_turn
 from voicebot.privacy import caller_hash, caller_tail, record_salt
 from voicebot.store.base import Store, StoreError, Turn, timestamp, utc_now
 
@@ -89,6 +90,7 @@ class Recorder:
     def __init__(self, store: Store, *, channel: str, tenant: str, caller: str | None = None,
                  ref: str | None = None, salt: bytes | None = None) -> None:
         self._store = store
+        self._channel = channel
         self._id = uuid.uuid4().hex
         self._index = -1            # the latest written turn
         self._transfer: str | None = None
@@ -130,6 +132,7 @@ class Recorder:
         record = Turn(index=self._index, heard=heard(event), decision=word,
                       intent=intent, confidence=round(result.confidence, 3) if result is not None else None,
                       said=said(actions), timings=dict(timings or {}), at=timestamp(utc_now()))
+        count_turn(self._channel, word, record.timings)
         self._write("turn", lambda: self._store.add_turn(self._id, record))
 
     def add_timing(self, **ms: int) -> None:
@@ -150,6 +153,7 @@ class Recorder:
                 outcome = "abandoned" if state in ("open", "transferred") else state
         survey = getattr(conv, "survey", None)
         intents = list(getattr(conv, "intents", None) or [])
+        count_conversation(self._channel, outcome)
         self._write("finish", lambda: self._store.finish_conversation(self._id, outcome, survey, intents))
 
     def _write(self, what: str, op) -> None:
