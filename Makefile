@@ -51,6 +51,7 @@ stop:
 	@$(PBX) stop
 
 test: setup
+	@$(VENV)/bin/voicebot knowledge check   # content CI: articles valid, accuracy not below the baseline
 	@$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # `make run` never prints a secret; this does, when asked (each SIP account has its own password)

@@ -15,11 +15,12 @@ import sys
 from voicebot.errors import VoicebotError
 
 # top-level commands: name -> module
-COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "store"]
+COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "store", "report"]
 # grouped commands: group -> modules that each register one sub-subcommand
 GROUPS = {
     "eval": ["eval_asr", "eval_intents", "eval_closed"],
     "bench": ["bench_speech", "bench_intents", "bench_call", "bench_calls", "bench_soak"],
+    "knowledge": ["knowledge_check"],
 }
 
 

@@ -336,6 +336,14 @@ def load_records(path: str | Path, cls: type[T]) -> list[T]:
     return [validator.build(cls, entry, f"[{i}]") for i, entry in enumerate(data)]
 
 
+def load_record(path: str | Path, cls: type[T]) -> T:
+    """A YAML file holding one mapping, validated into the dataclass ``cls`` (located errors)."""
+    data, where = load_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError("expected a mapping", file=str(path), line=1)
+    return _Validator(where).build(cls, data, "")
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Load the embedded defaults overlaid by ``path`` (or ``$VOICEBOT_CONFIG`` when set)."""
     data, where = load_yaml(DEFAULTS_FILE)

@@ -101,7 +101,6 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     from voicebot.speech.tts.prebuild import prebuild_for_calls
     from voicebot.store import open_store
     from voicebot.telephony.ami import AmiClient
-    from voicebot.speech.asr.recognizer import SPECULATIONS
     from voicebot.telephony.clock_client import media_clock
     from voicebot.telephony.conversations import VoiceDialogue
 

@@ -47,6 +47,7 @@ class DialogueRuntime:
             kb = load_for_settings(self.settings)
             matcher = matcher_for_settings(self.settings, kb, old.embeddings.embedder if old.embeddings else None)
             engine = engine_for(self.settings, kb, matcher)
+            self._gate(kb, matcher)
             if before_switch is not None:
                 before_switch(engine)
         except VoicebotError as exc:
@@ -55,6 +56,19 @@ class DialogueRuntime:
         self.engine = engine
         log.info("knowledge reloaded", extra={"articles": len(kb.articles)})
         return True, f"{len(kb.articles)} articles loaded"
+
+
+    def _gate(self, kb, matcher) -> None:
+        """The knowledge gate (knowledge/gate.py): a change that lowers accuracy is rejected."""
+        from voicebot.config import PROJECT_ROOT
+        from voicebot.knowledge import KnowledgeConfig, knowledge_dir
+        from voicebot.knowledge.gate import run_gate
+
+        if not self.settings.section("knowledge", KnowledgeConfig).gate_on_reload:
+            return
+        result = run_gate(matcher, set(kb.ids), knowledge_dir(self.settings), PROJECT_ROOT)
+        if result is not None and not result.ok:
+            raise VoicebotError(f"the knowledge gate failed: {result.message()}")
 
 
 def build_runtime(settings: Settings) -> DialogueRuntime:

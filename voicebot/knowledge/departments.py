@@ -45,6 +45,7 @@ class KnowledgeConfig:
     directory: str = "knowledge"  # one sub-folder per tenant, relative to the project root
     tenant: str = "kff"
     values: dict[str, str] = dataclasses.field(default_factory=dict)  # {name} placeholders
+    gate_on_reload: bool = True  # a SIGHUP reload runs the tenant's evaluation gate (_gate.yaml) first
 
 
 @dataclasses.dataclass
