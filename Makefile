@@ -7,6 +7,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PBX := asterisk/pbx
 DEB_PACKAGES := python3-venv python3-dev gcc debootstrap espeak-ng sox baresip-core zstd
+# chromium: the headless browser tests/integration/test_widget_browser.py drives (Playwright, no download)
+DEB_PACKAGES += chromium
 STAMP := $(VENV)/.installed
 SECRETS ?= asterisk/secrets.env
 

@@ -21,6 +21,7 @@ GROUPS = {
     "eval": ["eval_asr", "eval_intents", "eval_closed"],
     "bench": ["bench_speech", "bench_intents", "bench_call", "bench_calls", "bench_soak"],
     "knowledge": ["knowledge_check"],
+    "staff": ["staff_add"],
 }
 
 

@@ -254,6 +254,7 @@ class WebConfig:
     port: int = 8080
     admin_host: str = "127.0.0.1"  # /metrics (and staff pages): loopback unless ops open it on purpose
     admin_port: int = 8081         # 0: no admin listener
+    admin_secure_cookies: bool = False  # staff-page cookies marked Secure: true when TLS is in front
 
     def validate(self) -> None:
         if not 0 <= self.port < 65536:

@@ -240,5 +240,7 @@ def test_story_path_can_be_turned_off(kb, matcher):
     off = IntentMatcher(kb, dataclasses.replace(matcher.config, story_max_words=0),
                         matcher.embeddings.embedder)
     text = "Jeg har mistet mit rejsekort i bussen. Der var 300 kroner på. Kan jeg få pengene igen?"
-    assert off.match(text).intent == "koerekort"  # the keyword wins without the story path
+    # without the story path the keyword ranks first (whether it clears none_margin is a knife
+    # edge: 1.75 vs 1.25 at a margin of 0.5, decided by the last float bit of the CPU's kernels)
+    assert off.match(text).ranked[0][0] == "koerekort"
     assert matcher.match(text).intent == NONE

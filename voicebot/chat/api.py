@@ -5,6 +5,12 @@ options?}, intent, confidence, ended}``. Session ids are issued by the server: s
 then the one the last response gave; an id the server does not hold starts a new session under a
 new id (``new_session: true``), see ``voicebot/chat/sessions.py``.
 
+The embeddable widget: ``GET /widget.js`` (one ``<script src=".../widget.js" data-tenant="kff" defer>``
+tag on any page; see ``voicebot/chat/widget.js``), ``GET /widget-demo`` (a host page carrying that tag)
+and ``GET /api/chat/info?tenant=kff`` (``{phone, hours_today, open_now, ...}`` for its "Tal med en
+medarbejder" panel and its privacy note). The widget runs on other sites' pages, so the chat API
+answers cross-origin requests (``Access-Control-Allow-Origin: *``; no cookies are involved).
+
 Status codes: 400 bad JSON (also nested deeper than ``MAX_JSON_DEPTH``) or a bad field; 408 a body
 that takes longer than ``BODY_SECONDS`` to arrive; 413 a body over ``MAX_BODY_BYTES`` or a message
 over ``chat.max_message_chars``; 429 with ``Retry-After`` when this client sends too fast or the
@@ -17,6 +23,8 @@ citizen should be told something.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import hashlib
 import json
 import logging
 import math
@@ -24,11 +32,14 @@ import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
 from voicebot.chat.limits import ChatBusy, RateLimiter, WorkPool, client_key, parse_networks
 from voicebot.chat.service import MAX_BODY_BYTES
+from voicebot.knowledge.departments import HUMAN, KnowledgeConfig, load_directory
+from voicebot.knowledge.hours import DANISH_DAYS, DAYS, parse_interval
 from voicebot.metrics import CHAT_REQUESTS
 
 if TYPE_CHECKING:
@@ -41,12 +52,19 @@ REFUSED_LOG_SECONDS = 60.0
 MAX_JSON_DEPTH = 4  # the body is one flat object; anything deeper is not ours
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 WIDGET = Path(__file__).with_name("widget.html")
+WIDGET_JS = Path(__file__).with_name("widget.js")
+WIDGET_DEMO = Path(__file__).with_name("widget_demo.html")
+WIDGET_JS_MAX_AGE = 300  # seconds: a fixed widget reaches every host page within minutes
+CORS = {"Access-Control-Allow-Origin": "*"}  # the widget runs on other sites' pages; no credentials
 SERVICE_KEY: web.AppKey = web.AppKey("chat_service", object)
 API_KEY: web.AppKey = web.AppKey("chat_api", object)
 
 TOO_FAST = "Du sender beskeder meget hurtigt. Vent et øjeblik, og prøv igen."
 TOO_BUSY = "Der er travlt lige nu. Prøv igen om lidt."
 FAILED = "Der skete en fejl hos os. Prøv igen om lidt."
+PRIVACY = ("Du skriver med en digital assistent, ikke med en medarbejder. Vi gemmer det, du skriver, og "
+           "svarene i {days} dage for at kunne forbedre hjælpen. CPR-numre og andre lange numre fjernes, "
+           "før noget gemmes. Skriv ikke personlige oplysninger, som vi ikke har brug for.")
 
 
 class BadRequest(Exception):
@@ -58,7 +76,7 @@ class BadRequest(Exception):
 def _error(status: int, error: str, message: str | None = None, retry_after: float | None = None) -> web.Response:
     body = {"error": error, **({"message": message} if message else {})}
     headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
-    return web.json_response(body, status=status, headers=headers,
+    return web.json_response(body, status=status, headers={**CORS, **(headers or {})},
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -148,7 +166,23 @@ class ChatApi:
         except Exception:  # noqa: BLE001 - the request's boundary: a bug answers 500, logged, never a hang
             log.exception("chat turn failed", extra={"session": session_id or "new"})
             return _error(500, "internal error (logged)", FAILED)
-        return web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        return web.json_response(result, headers=CORS, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        """CORS preflight of the widget's JSON POST from another site's page."""
+        return web.Response(status=204, headers={**CORS, "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+                                                 "Access-Control-Allow-Headers": "Content-Type",
+                                                 "Access-Control-Max-Age": "86400"})
+
+    async def info(self, request: web.Request) -> web.Response:
+        """``GET /api/chat/info?tenant=kff``: what the widget shows besides answers."""
+        tenant = request.query.get("tenant") or self.service.tenant
+        if tenant != self.service.tenant:
+            return _error(404, f"unknown tenant {tenant!r} (this server answers for {self.service.tenant!r})")
+        body = chat_info(self.service.settings, dt.datetime.now(dt.timezone.utc))
+        body["max_message_chars"] = self.service.config.max_message_chars
+        return web.json_response(body, headers={**CORS, "Cache-Control": "no-cache"},
+                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
     def _note_refused(self, reason: str) -> None:
         """Count 429s; log them at most once a minute, so a flood is visible but not a log flood."""
@@ -166,6 +200,62 @@ async def widget(request: web.Request) -> web.Response:
     return web.Response(text=WIDGET.read_text(encoding="utf-8"), content_type="text/html")
 
 
+def chat_info(settings: Any, now: dt.datetime) -> dict[str, Any]:
+    """The human route's phone number and opening hours at ``now`` (Danish), and the privacy note."""
+    from voicebot.store import StoreConfig
+
+    directory = load_directory(settings)
+    dept = directory.departments.get(HUMAN)
+    values = settings.section("knowledge", KnowledgeConfig).values
+    phone = (dept.phone if dept else "") or values.get("borgerservice_phone", "")
+    schedule = directory.schedule(HUMAN)
+    info: dict[str, Any] = {
+        "tenant": settings.section("knowledge", KnowledgeConfig).tenant,
+        "name": dept.name if dept else "Borgerservice",
+        "phone": phone,
+        "phone_uri": "tel:+45" + re.sub(r"\D", "", phone) if phone else "",
+        "link": (dept.link if dept else "") or values.get("kk_borgerservice_url", ""),
+        "open_now": None, "hours_today": "", "hours": "", "next_opening": "",
+        "privacy": PRIVACY.format(days=settings.section("store", StoreConfig).retention_days),
+    }
+    if schedule is None:
+        return info
+    info["open_now"] = schedule.is_open(now)
+    info["hours"] = schedule.describe()
+    local = now.astimezone(ZoneInfo(schedule.timezone))
+    day = DANISH_DAYS[local.weekday()]
+    intervals = [] if local.date().isoformat() in schedule.closed_dates else \
+        sorted(map(parse_interval, getattr(schedule, DAYS[local.weekday()])))
+    if schedule.always:
+        info["hours_today"] = "Åbent hele døgnet."
+    elif not intervals:
+        info["hours_today"] = f"Lukket i dag ({day})."
+    else:
+        spans = " og ".join(f"{_clock(a)}-{_clock(b)}" for a, b in intervals)
+        info["hours_today"] = f"Åbent i dag ({day}) kl. {spans}."
+    if not info["open_now"]:
+        info["next_opening"] = f"Vi åbner igen {schedule.say_next_opening(now)}."
+    return info
+
+
+def _clock(t: dt.time) -> str:
+    return f"{t.hour}.{t.minute:02d}"
+
+
+async def widget_js(request: web.Request) -> web.Response:
+    text = WIDGET_JS.read_text(encoding="utf-8")
+    etag = f'"{hashlib.sha256(text.encode()).hexdigest()[:16]}"'
+    headers = {**CORS, "Cache-Control": f"public, max-age={WIDGET_JS_MAX_AGE}", "ETag": etag,
+               "X-Content-Type-Options": "nosniff"}
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers=headers)
+    return web.Response(text=text, content_type="application/javascript", charset="utf-8", headers=headers)
+
+
+async def widget_demo(request: web.Request) -> web.Response:
+    return web.Response(text=WIDGET_DEMO.read_text(encoding="utf-8"), content_type="text/html")
+
+
 def add_chat_routes(app: web.Application, service: ChatService) -> ChatApi:
     """Mount the chat API and widget on the ``voicebot serve`` web app; the chat's worker
     threads stop with the app."""
@@ -173,6 +263,10 @@ def add_chat_routes(app: web.Application, service: ChatService) -> ChatApi:
     app[SERVICE_KEY] = service
     app[API_KEY] = api
     app.router.add_post("/api/chat", api.chat)
+    app.router.add_route("OPTIONS", "/api/chat", api.preflight)
+    app.router.add_get("/api/chat/info", api.info)
     app.router.add_get("/chat", widget)
+    app.router.add_get("/widget.js", widget_js)
+    app.router.add_get("/widget-demo", widget_demo)
     app.on_cleanup.append(api.close)
     return api

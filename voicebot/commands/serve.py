@@ -134,7 +134,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, settings.web.host, settings.web.port).start()
-    admin = await _start_admin(settings, app, voice)
+    admin = await _start_admin(settings, app, voice, runtime)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -217,11 +217,13 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
             "speculations": SPECULATIONS.as_dict()}
 
 
-async def _start_admin(settings: Settings, app: VoicebotApp, voice) -> web.AppRunner | None:
-    """The ops listener (``web.admin_host``/``admin_port``, loopback by default): ``/metrics``.
+async def _start_admin(settings: Settings, app: VoicebotApp, voice, runtime) -> web.AppRunner | None:
+    """The ops listener (``web.admin_host``/``admin_port``, loopback by default): ``/metrics`` and
+    the staff pages (``/staff``, voicebot/staff/).
     Separate from the public chat port, so a reverse proxy in front of the chat never exposes it."""
     from voicebot import metrics
     from voicebot.speech.asr.recognizer import SPECULATIONS
+    from voicebot.staff import add_staff_routes
 
     w = settings.web
     if not w.admin_port:
@@ -232,6 +234,7 @@ async def _start_admin(settings: Settings, app: VoicebotApp, voice) -> web.AppRu
     admin = web.Application()
     admin.router.add_get("/metrics", lambda r: web.Response(body=metrics.exposition(),
                                                             content_type="text/plain", charset="utf-8"))
+    add_staff_routes(admin, settings=settings, runtime=runtime)
     runner = web.AppRunner(admin, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, w.admin_host, w.admin_port).start()
@@ -257,6 +260,7 @@ def print_banner(settings: Settings) -> None:
   Test call             .venv/bin/voicebot call 33663366 --say "Hej" --json
   Asterisk CLI          asterisk/pbx cli "core show channels"     (interactive: asterisk/pbx console)
   Kill switch           asterisk/pbx cli "database put voicebot enabled 0"   (1 = on again)
-  Web                   http://{w.host}:{w.port}/
+  Web chat              http://{w.host}:{w.port}/     widget on a host page: http://{w.host}:{w.port}/widget-demo
+  Staff pages           {f"http://{w.admin_host}:{w.admin_port}/staff/" if w.admin_port else "off (web.admin_port: 0)"}   first user: .venv/bin/voicebot staff add NAME --tenant kff
   Metrics (ops only)    {f"http://{w.admin_host}:{w.admin_port}/metrics" if w.admin_port else "off (web.admin_port: 0)"}
 """, file=sys.stderr, flush=True)

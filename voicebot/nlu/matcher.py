@@ -64,14 +64,17 @@ class IntentMatcher:
         self.kb = kb
         out_of_scope = out_of_scope_examples()
         self.vocabulary = Vocabulary([*(t for a in kb.articles for t in (*a.examples, a.title)), *out_of_scope])
-        texts, labels = [], []
+        texts, labels, raw = [], [], []
         for article in kb.articles:
             for example in article.examples:
                 texts.append(normalize(example, self.vocabulary))
                 labels.append(article.id)
+                raw.append(example)
         for example in out_of_scope:
             texts.append(normalize(example, self.vocabulary))
             labels.append(NONE)
+            raw.append(example)
+        self._example_texts = tuple(raw)  # as written, row for row with the indexes (``evidence``)
         self.intents = sorted(set(labels))
         self.rules = RuleMatcher(kb.articles)
         self.ngrams = NgramIndex([t.folded for t in texts], labels)
@@ -104,6 +107,28 @@ class IntentMatcher:
         if self.embeddings is not None and not (fast and self._decisive(out)):
             self._add_model_signals(out, self._embed(self._for_model(norm.text)))
         return norm.text, out
+
+    def evidence(self, text: str, k: int = 5) -> dict:
+        """Why ``match`` decides as it does, for people (the staff pages); read-only, not used
+        by ``match``: the normalized text, the rules that fire on it and the ``k`` nearest
+        examples (``none`` = the out-of-scope phrasings) with their n-gram and embedding
+        cosines, nearest first (by embedding when the model is loaded, else by n-grams)."""
+        norm = normalize(text[: self.config.max_chars], self.vocabulary)
+        if norm.empty:
+            return {"text": "", "rules": [], "examples": []}
+        words = norm.folded.split()
+        rules = [{"intent": r.intent, "weight": r.weight, "keywords": list(r.keywords),
+                  "regex": r.regex.pattern if r.regex else None}
+                 for r in self.rules.rules if r.matches(norm.folded, words)]
+        ngram = self.ngrams.example_scores(norm.folded)
+        emb = (self.embeddings.similarities(self._embed(self._for_model(norm.text)))
+               if self.embeddings is not None else None)
+        order = np.argsort(-(emb if emb is not None else ngram), kind="stable")[:max(0, k)]
+        examples = [{"intent": self.ngrams.labels[i], "example": self._example_texts[i],
+                     "ngram": round(float(ngram[i]), 3),
+                     "embedding": None if emb is None else round(float(emb[i]), 3)} for i in order]
+        rules.sort(key=lambda r: -r["weight"])
+        return {"text": norm.text, "rules": rules, "examples": examples}
 
     def _cheap_signals(self, norm: Normalized) -> dict[str, dict[str, float]]:
         """Rules and character n-grams: no model, microseconds."""
