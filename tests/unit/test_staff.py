@@ -293,3 +293,29 @@ def test_matcher_evidence_is_read_only_and_names_rules_and_examples(runtime):
     assert matcher.evidence("   ") == {"text": "", "rules": [], "examples": []}
     ex = explain("min nabo larmer", runtime.engine)
     assert ex.result.decision == "none" and ex.examples[0]["intent"] == "none"
+
+
+# ---- suggestions ------------------------------------------------------------------------------
+
+async def test_suggestions_group_unrecognized_phrasings_by_meaning(make_client, world):
+    store = SqliteStore(world["store_path"])
+    start = ("(start)", None, None, "start")
+    dog = ["Hvordan får jeg et hundetegn", "Jeg skal registrere min hund", "Hvor betaler jeg hundeskat",
+           "min hund skal have tegn"]
+    fine = ["Jeg har fået en parkeringsbøde", "Hvordan klager jeg over en p-bøde", "bøde for parkering hvad gør jeg",
+            "Jeg har fået en parkeringsbøde"]
+    lonely = ["Hvad koster en kolonihave", "Kan I hjælpe med min computer", "Hvornår er der valg"]
+    for text in dog + fine + lonely:
+        record(store, "kff", "chat", [start, (text, "none", 0.5, "rephrase")], "abandoned")
+    record(store, "frb", "chat", [start, ("Hvor betaler jeg hundeskat i Frederiksberg", "none", 0.5, "rephrase")],
+           "abandoned")
+    store.close()
+    client = await make_client()
+    await login(client)
+    page = html.unescape(await (await client.get("/staff/suggestions?days=7")).text())
+    groups = re.findall(r"<section aria-labelledby='g\d+'>(.*?)</section>", page, re.S)
+    members = [set(re.findall(r"“(.*?)”", g)) for g in groups]
+    assert set(dog) in members and set(fine) in members  # one group per topic, none mixed
+    assert "4 ytringer" in groups[members.index(set(fine))]  # the repeated phrasing counts twice
+    assert not any(t in g for g in groups for t in lonely)  # a one-off is no candidate article
+    assert "Frederiksberg" not in page  # another tenant's phrasings never show

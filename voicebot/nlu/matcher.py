@@ -130,6 +130,16 @@ class IntentMatcher:
         rules.sort(key=lambda r: -r["weight"])
         return {"text": norm.text, "rules": rules, "examples": examples}
 
+    def embed_queries(self, texts: list[str]) -> np.ndarray | None:
+        """Unit vectors of utterances as ``match`` embeds them (normalized, long ones trimmed),
+        one row per text; None without the embedding model. For grouping citizens' phrasings."""
+        if self.embeddings is None or not texts:
+            return None
+        prepared = [self._for_model(normalize(t[: self.config.max_chars], self.vocabulary).text or t)
+                    for t in texts]
+        vectors = np.vstack(self._embed_many(prepared)).astype(np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
+
     def _cheap_signals(self, norm: Normalized) -> dict[str, dict[str, float]]:
         """Rules and character n-grams: no model, microseconds."""
         ngram_sims = self.ngrams.example_scores(norm.folded)

@@ -93,6 +93,7 @@ def add_staff_routes(app: web.Application, *, settings: Settings, runtime: Dialo
     app.router.add_post("/staff/logout", h.logout)
     app.router.add_get("/staff/review", h.review)
     app.router.add_post("/staff/review/propose", h.propose)
+    app.router.add_get("/staff/suggestions", h.suggestions)
     app.router.add_get("/staff/try", h.try_form)
     app.router.add_post("/staff/try", h.try_answer)
     return site
@@ -122,6 +123,7 @@ class _Handlers:
         if nav and user is not None:
             menu = (f'<nav aria-label="Hovedmenu"><ul><li><a href="/staff/">Overblik</a></li>'
                     f'<li><a href="/staff/review">Gennemgang</a></li>'
+                    f'<li><a href="/staff/suggestions">Forslag til nye artikler</a></li>'
                     f'<li><a href="/staff/try">Hvad ville botten svare?</a></li></ul>'
                     f'<form method="post" action="/staff/logout">{self._csrf(session)}'
                     f'<button type="submit">Log ud ({_e(user.name)}, {_e(user.tenant)})</button></form></nav>')
@@ -318,6 +320,41 @@ th,td{{border:1px solid #999;padding:.2rem .5rem;text-align:left}}.error{{color:
             titles = {a.id: a.title for a in self.site.runtime.kb.articles}
             body.append(_explanation(ex, titles, heading_level=2, show_answer=True))
         return self._page("Hvad ville botten svare?", "\n".join(body), session)
+
+    async def suggestions(self, request: web.Request) -> web.Response:
+        """Unrecognized phrasings of the last ``days`` grouped by meaning: candidate articles."""
+        from voicebot.staff.suggestions import suggest, unrecognized_texts
+
+        session = self._user_session(request)
+        try:
+            days = min(366, max(1, int(request.query.get("days", "30"))))
+        except ValueError:
+            days = 30
+        body = [f"""<form method="get" action="/staff/suggestions"><p><label for="days">Periode (dage)</label>
+<input id="days" name="days" type="number" min="1" max="366" value="{days}">
+<button type="submit">Vis</button></p></form>
+<p>Ytringer, som botten ikke forstod de seneste {days} dage, grupperet efter betydning (samme
+sprogmodel som botten bruger). En stor gruppe er et bud på en ny artikel; står der et nærmeste
+emne, mangler den artikel måske bare eksempler.</p>"""]
+        if not self._serves(session):
+            body.append("<p>Denne proces kører ikke din organisations viden, så grupperingen er ikke "
+                        "tilgængelig her.</p>")
+            return self._page("Forslag til nye artikler", "\n".join(body), session)
+        since = self.site.now() - dt.timedelta(days=days)
+        matcher = self.site.runtime.engine.matcher
+        groups = await asyncio.to_thread(
+            lambda: suggest(unrecognized_texts(self.site.store_path, session.user.tenant, since), matcher))
+        titles = {a.id: a.title for a in self.site.runtime.engine.kb.articles}
+        if not groups:
+            body.append("<p>Ingen grupper endnu: for få ikke-forståede ytringer, der ligner hinanden.</p>")
+        for n, g in enumerate(groups):
+            near = (f"{_e(titles.get(g.nearest_article, g.nearest_article))} (score {g.nearest_score:.2f})"
+                    if g.nearest_article else "-")
+            items = "".join(f"<li>“{_e(text)}”{f' ({times} gange)' if times > 1 else ''}</li>"
+                            for text, times in g.examples[:8])
+            body.append(f"<section aria-labelledby='g{n}'><h2 id='g{n}'>Gruppe {n + 1}: {g.size} ytringer</h2>"
+                        f"<p>Nærmeste eksisterende emne: {near}</p><ul>{items}</ul></section>")
+        return self._page("Forslag til nye artikler", "\n".join(body), session)
 
     async def try_form(self, request: web.Request) -> web.Response:
         return self._try_page(self._user_session(request))
