@@ -135,6 +135,7 @@ async def test_chat_answer_then_survey_is_stored(recorded):
     assert (await chat.say("Jeg har mistet mit pas"))["intent"] == "pas-mistet"
     body = await chat.say("tak for hjælpen")
     assert body["reply"]["options"] == ["1", "2", "3", "4", "5"] and not body["ended"]
+    assert body["reply"]["ask"] == "survey"  # the widget shows it as a rating
     body = await chat.say("4")
     assert body["ended"]
     record = store.recent(1)[0].as_dict()

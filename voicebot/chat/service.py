@@ -67,7 +67,8 @@ class ChatConfig:
 
 
 def render(actions: list[Action]) -> dict[str, Any]:
-    """Turn dialogue actions into the chat reply ``{text, link?, options?}``."""
+    """Turn dialogue actions into the chat reply ``{text, link?, ask?, options?}`` (``ask``: the
+    question's kind, e.g. "clarify", "survey", when the bot asked one)."""
     texts: list[str] = []
     reply: dict[str, Any] = {}
     for action in actions:
@@ -77,6 +78,7 @@ def render(actions: list[Action]) -> dict[str, Any]:
                 reply["link"] = action.link
         elif isinstance(action, Ask):
             texts.append(action.text)
+            reply["ask"] = action.kind  # what the question is (a widget shows "survey" as a rating)
             if action.options:
                 reply["options"] = [o.label for o in action.options]
         elif isinstance(action, Transfer):

@@ -228,8 +228,9 @@
     for (var i = 0; i < old.length; i++) old[i].remove();
   }
 
-  function addChoices(options) {
-    var survey = options.length === SURVEY.length && options.every(function (o, i) { return o === SURVEY[i]; });
+  function addChoices(options, kind) {
+    var survey = kind === "survey" ||
+      (!kind && options.length === SURVEY.length && options.every(function (o, i) { return o === SURVEY[i]; }));
     var group = el("fieldset", {"class": "choices" + (survey ? " survey" : "")});
     group.appendChild(el("legend", {"class": survey ? "sr" : null},
       survey ? "Vurdér hjælpen fra 1 (meget utilfreds) til 5 (meget tilfreds)" : T.options));
@@ -281,7 +282,7 @@
       sessionId = data.ended ? null : data.session_id; // a goodbye: the next message starts afresh
       saveSession(sessionId);
       addMessage("bot", data.reply.text || "", data.reply.link);
-      if (data.reply.options && data.reply.options.length) addChoices(data.reply.options);
+      if (data.reply.options && data.reply.options.length) addChoices(data.reply.options, data.reply.ask);
     }).then(function () {
       setBusy(false);
       if (!panel.hidden) input.focus();
