@@ -13,19 +13,6 @@ from voicebot.cli import main
 from voicebot.config import PROJECT_ROOT, load_settings
 
 
-@pytest.fixture(scope="module")
-def service():
-    return build_chat_service(load_settings())
-
-
-@pytest.fixture
-async def client(service):
-    app = web.Application()
-    add_chat_routes(app, service)
-    async with TestClient(TestServer(app)) as c:
-        yield c
-
-
 async def test_chat_answers_and_keeps_session(client):
     resp = await client.post("/api/chat", json={"message": "Jeg har mistet mit pas"})
     assert resp.status == 200

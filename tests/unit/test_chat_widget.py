@@ -9,27 +9,10 @@ import datetime as dt
 import re
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from voicebot.chat import add_chat_routes, build_chat_service
 from voicebot.chat.api import WIDGET_JS, chat_info
-from voicebot.config import load_settings
 
 UTC = dt.timezone.utc
-
-
-@pytest.fixture(scope="module")
-def service():
-    return build_chat_service(load_settings())
-
-
-@pytest.fixture
-async def client(service):
-    app = web.Application()
-    add_chat_routes(app, service)
-    async with TestClient(TestServer(app)) as c:
-        yield c
 
 
 async def test_widget_js_is_served_with_caching_headers(client):

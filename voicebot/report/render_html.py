@@ -25,24 +25,16 @@ figure { margin: 1em 0; } figure svg { max-width: 100%; height: auto; }
 """
 
 
-def fmt(value, kind: str) -> str:
+def fmt(value, kind: str, change: bool = False) -> str:
+    """A value for people; ``change``: a signed difference (rates in percentage points)."""
     if value is None:
         return "–"
+    sign = "+" if change else ""
     if kind == "rate":
-        return f"{value * 100:.1f} %"
+        return f"{value * 100:{sign}.1f} {'pp' if change else '%'}"
     if kind == "mean":
-        return f"{value:.2f}"
-    return str(value)
-
-
-def fmt_change(value, kind: str) -> str:
-    if value is None:
-        return "–"
-    if kind == "rate":
-        return f"{value * 100:+.1f} pp"
-    if kind == "mean":
-        return f"{value:+.2f}"
-    return f"{value:+d}"
+        return f"{value:{sign}.2f}"
+    return f"{value:{sign}d}"
 
 
 def _kpi_table(report: dict, headline_only: bool) -> str:
@@ -59,7 +51,7 @@ def _kpi_table(report: dict, headline_only: bool) -> str:
             delta = report["change"][s][d["key"]]
             cells.append(f'<td class="n">{escape(fmt(value, d["kind"]))}<br><small>'
                          f'{escape(prev["month"])}: {escape(fmt(before, d["kind"]))}, '
-                         f'change {escape(fmt_change(delta, d["kind"]))}</small></td>')
+                         f'change {escape(fmt(delta, d["kind"], change=True))}</small></td>')
         rows.append(f'<tr><th>{escape(d["name"])} <small>({escape(d["name_da"])})</small></th>'
                     + "".join(cells) + "</tr>")
     return f"<table><tr><th>KPI</th>{head}</tr>{''.join(rows)}</table>"

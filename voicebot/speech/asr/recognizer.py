@@ -15,6 +15,7 @@ import concurrent.futures
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from voicebot.speech.endpointer import (Endpointer, Event, SpeechDiscarded, Spee
                                        SpeechStarted, UtteranceEnded)
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Utterance:
@@ -132,12 +134,8 @@ class Recognizer:
                      on_start: Callable[[], None] | None = None) -> AsrResult:
         loop = asyncio.get_running_loop()
 
-        def job():
-            if on_start is not None:
-                on_start()
-            return self.engine.score_choices(samples, self.rate, choices)
-
-        closed = await loop.run_in_executor(self.pool, job)
+        closed = await loop.run_in_executor(self.pool, _announced(on_start, self.engine.score_choices),
+                                            samples, self.rate, choices)
         if closed.key is None and len(samples):
             # none of the expected answers: the caller may have said something new ("ja, og
             # hvad med mit kørekort?"), so transcribe it freely rather than lose it
@@ -150,12 +148,7 @@ class Recognizer:
         stream = self.engine.open_stream(self.rate)
         stream.accept(np.asarray(samples, dtype=np.int16))
 
-        def job() -> AsrResult:
-            if on_start is not None:
-                on_start()
-            return stream.finish()
-
-        return await asyncio.get_running_loop().run_in_executor(self.pool, job)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, _announced(on_start, stream.finish))
 
     async def _complete(self, utt: _Utterance | None) -> AsrResult:
         empty = AsrResult("", 0.0, 0.0, 0.0, self.engine.name)
@@ -355,6 +348,18 @@ class Listener:
         self.endpointer.reset()
         self.recognizer.reset()
         self._drop_speculation()
+
+
+def _announced(on_start: Callable[[], None] | None, fn: Callable[..., T]) -> Callable[..., T]:
+    """``fn``, calling ``on_start`` first (in the pool thread, when the job begins)."""
+    if on_start is None:
+        return fn
+
+    def job(*args) -> T:
+        on_start()
+        return fn(*args)
+
+    return job
 
 
 async def _awaited(work) -> AsrResult:
