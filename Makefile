@@ -9,6 +9,10 @@ PBX := asterisk/pbx
 DEB_PACKAGES := python3-venv python3-dev gcc debootstrap espeak-ng sox baresip-core zstd
 # chromium: the headless browser tests/integration/test_widget_browser.py drives (Playwright, no download)
 DEB_PACKAGES += chromium
+# postgresql: the store's second backend; tests start throw-away clusters with its initdb/pg_ctl (tests/pg.py)
+DEB_PACKAGES += postgresql
+# kamailio: the SIP proxy in front of two Asterisk nodes (asterisk/cluster, tests/integration/test_kamailio_cluster.py)
+DEB_PACKAGES += kamailio
 STAMP := $(VENV)/.installed
 SECRETS ?= asterisk/secrets.env
 
@@ -28,6 +32,10 @@ deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi; \
+	if [ -d /run/systemd/system ] && systemctl is-enabled --quiet kamailio 2>/dev/null; then \
+	  echo "disabling Debian's kamailio.service: its default config takes port 5060, ours is asterisk/cluster's"; \
+	  systemctl disable --now kamailio; \
 	fi
 
 venv: $(STAMP)

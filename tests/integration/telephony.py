@@ -41,9 +41,10 @@ def pbx_running() -> bool:
     return subprocess.run([str(PBX), "status"], capture_output=True).returncode == 0
 
 
-def bot_registered() -> bool:
+def bot_registered(app: str = "voicebot") -> bool:
+    """ARI lists the app ``app`` (exactly: voicebot-2 is not voicebot)."""
     try:
-        return "voicebot" in cli("ari show apps")
+        return app in {line.strip() for line in cli("ari show apps").splitlines()}
     except subprocess.CalledProcessError:
         return False
 
@@ -74,13 +75,18 @@ def free_port() -> int:
 class BotProcess:
     """``voicebot serve`` as a real subprocess, with its log captured."""
 
-    def __init__(self, workdir: Path, extra_config: str = "", env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "", env: dict[str, str] | None = None,
+                 app: str = "voicebot", store: str = "") -> None:
+        """``store``: the whole ``store:`` section (default: a SQLite file in ``workdir``)."""
         self.workdir = workdir
+        self.app = app
         self.port = free_port()
         self.admin_port = free_port()
         self.config = workdir / "bot.yaml"
         self.store_path = workdir / "voicebot.db"
-        self.config.write_text(f"web:\n  port: {self.port}\n  admin_port: {self.admin_port}\nstore:\n  path: {self.store_path}\n{extra_config}")
+        store = store or f"store:\n  path: {self.store_path}\n"
+        self.config.write_text(f"asterisk:\n  app: {app}\nweb:\n  port: {self.port}\n  admin_port: {self.admin_port}\n"
+                               f"{store}{extra_config}")
         self.env = {**os.environ, **(env or {})}
         self.log_path = workdir / "bot.log"
         self.proc: subprocess.Popen | None = None
@@ -123,9 +129,9 @@ class BotProcess:
         self.proc = None
         self._log.close()
         try:
-            wait_for(lambda: not bot_registered(), 10, "ARI to forget the bot")
+            wait_for(lambda: not bot_registered(self.app), 10, "ARI to forget the bot")
         except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{cli('ari show app voicebot')}\n{cli('core show channels')}") from None
+            raise AssertionError(f"{exc}\n{cli(f'ari show app {self.app}')}\n{cli('core show channels')}") from None
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

@@ -11,6 +11,8 @@ import re
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -140,9 +142,22 @@ def test_bot_transfer_target_human_reaches_agent_on_shutdown(bot):
     bot.start()
 
 
+def _ready_status(bot) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{bot.port}/readyz", timeout=2) as reply:
+            return reply.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_bot_reconnects_after_asterisk_restart(bot):
-    pbx("restart")
+    assert _ready_status(bot) == 200
+    pbx("stop")
+    # a load balancer or the platform's monitoring must stop sending calls to this node
+    wait_for(lambda: _ready_status(bot) == 503, 10, "/readyz to say not ready without Asterisk")
+    pbx("start")
     wait_for(bot_registered, 20, "the bot to reconnect to the restarted Asterisk")
+    assert _ready_status(bot) == 200
     set_clock(CLOSED_TIME)
     report = call(CallScript(MAIN, max_seconds=5))
     assert report.answered and report.bot_audio_seconds > 1

@@ -26,6 +26,7 @@ from voicebot.sip.script import Step, espeak_tts, new_ref, render, run_script
 pytestmark = pytest.mark.integration
 
 MAIN = "33663366"
+BUF = "33663300"  # Børne- og Ungdomsforvaltningen's own number (dialplans/10-main-number.conf)
 MOBILE = "+4520123456"  # a Danish mobile number: SMS can be sent to it
 LANDLINE = "+4533123456"
 CPR = "010190-1234"
@@ -54,21 +55,21 @@ def _tts(text: str) -> np.ndarray:
     return _tts_memo[text]
 
 
-async def _scripted(script: list[Step], caller: str, timeout: float):
+async def _scripted(script: list[Step], caller: str, timeout: float, number: str = MAIN):
     ref = new_ref()
-    report = await run_script(script, render(script, _tts), MAIN, "softphone", sip_password(), ref=ref,
+    report = await run_script(script, render(script, _tts), number, "softphone", sip_password(), ref=ref,
                               timeout=timeout, caller_id=caller)
     return ref, report
 
 
 def scripted_call(bot: BotProcess, script: list[Step], *, caller: str = MOBILE, timeout: float = 60.0,
-                  agents: tuple[str, ...] = ()):
+                  agents: tuple[str, ...] = (), number: str = MAIN):
     """Place a scripted call (with agent phones registered for its duration); returns the call
     report, the bot's record of the call and its SMS."""
     async def go():
         phones = [await AgentPhone(a, sip_password(a), audio=_tone()).start() for a in agents]
         try:
-            ref, report = await _scripted(script, caller, timeout)
+            ref, report = await _scripted(script, caller, timeout, number)
         finally:
             await asyncio.sleep(0.5)
             for phone in phones:
@@ -185,12 +186,23 @@ def test_pladsanvisning_reaches_the_department_agent_with_the_context(flow_bot):
         {"wait_bot": True}, {"say": "Jeg skal skrive mit barn op til vuggestue"}, {"wait_bot": True},
         {"say": "ja"}, {"wait": 10}, {"hangup": True}), agents=("agent-pladsanvisning",))
     assert record["outcome"] == "transferred:pladsanvisning"
+    assert record["tenant"] == "buf"  # the main number's bot answered with BUF's article: BUF's record
     agent = phones[0]
     assert len(agent.answered) == 1, "the Pladsanvisning agent's phone was not rung"
     invite = agent.invites[0]
     assert invite.get("X-Voicebot-Intent") == "pladsanvisning"
     assert "vuggestue" in invite.get("X-Voicebot-Summary")
     assert "PLADSANVISNING" in invite.get("From")  # the caller-id name the agent sees
+
+
+def test_a_tenants_own_number_greets_as_the_tenant_and_medarbejder_reaches_its_queue(flow_bot):
+    set_clock(OPEN_TIME)
+    report, record, phones = scripted_call(flow_bot, steps(
+        {"wait_bot": True}, {"say": "medarbejder"}, {"wait": 10}, {"hangup": True}),
+        agents=("agent-pladsanvisning",), number=BUF)
+    assert "Børne- og Ungdomsforvaltningen" in record["turns"][0]["said"][0]
+    assert record["tenant"] == "buf" and record["outcome"] == "transferred:pladsanvisning"
+    assert len(phones[0].answered) == 1, "the Pladsanvisning agent's phone was not rung"
 
 
 def test_medarbejder_in_opening_hours_says_the_queue_and_reaches_agent1(flow_bot):

@@ -59,7 +59,7 @@ async def test_widget_page(client):
 
 def test_reload_keeps_previous_knowledge_when_broken(tmp_path):
     folder = tmp_path / "knowledge" / "kff"
-    shutil.copytree(PROJECT_ROOT / "knowledge" / "kff", folder)
+    shutil.copytree(PROJECT_ROOT / "knowledge", folder.parent)  # every tenant: the gate sets span them
     site = tmp_path / "site.yaml"
     site.write_text(f"knowledge:\n  directory: {tmp_path / 'knowledge'}\n")
     svc = build_chat_service(load_settings(site))

@@ -5,6 +5,7 @@ independently of the report's own queries."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -87,11 +88,8 @@ def add(store: SqliteStore, clock: Clock, start: dt.datetime, channel: str, turn
     return cid
 
 
-@pytest.fixture(scope="module")
-def db_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("report") / "voicebot.db"
-    clock = Clock()
-    store = SqliteStore(path, now=clock)
+def fill(store, clock: Clock) -> None:
+    """The known data set: the same on every backend (seeded)."""
     rng = random.Random(20260201)
     first, last = dt.datetime(2026, 1, 10, tzinfo=UTC), dt.datetime(2026, 3, 10, tzinfo=UTC)
     span = int((last - first).total_seconds())
@@ -110,8 +108,30 @@ def db_path(tmp_path_factory):
         for channel in ("voice", "chat"):
             add(store, clock, when, channel, [START, ("spørgsmål", "pas-mistet", "answer")], "resolved", 5,
                 ["pas-mistet"])
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "voicebot.db"
+    clock = Clock()
+    store = SqliteStore(path, now=clock)
+    fill(store, clock)
     store.close()
     return path
+
+
+@pytest.fixture(scope="module")
+def pg_source(pg_cluster):
+    """The same data set in PostgreSQL (a schema of the session's throw-away cluster)."""
+    from voicebot.store.postgres import PostgresStore
+    from voicebot.store.readonly import PgSource
+
+    source = PgSource(pg_cluster.dsn(pg_cluster.new_schema()), pg_cluster.password)
+    clock = Clock()
+    store = PostgresStore(source.dsn, password=source.password, now=clock)
+    fill(store, clock)
+    store.close()
+    return source
 
 
 @pytest.fixture(scope="module")
@@ -410,3 +430,76 @@ def test_docs_define_every_kpi():
     docs = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text(encoding="utf-8")
     for kpi in KPIS:
         assert f"| `{kpi.key}`" in docs and kpi.name_da in docs, kpi.key
+
+
+# -- PostgreSQL: the same SQL through store.readonly's translation ------------------------------------
+
+
+def _without_clock(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k != "generated_at"}
+
+
+@pytest.mark.parametrize("month", ["2026-01", "2026-02", "2026-03"])
+@pytest.mark.parametrize("tenant,tests", [(None, False), ("kff", False), (None, True)])
+def test_postgresql_gives_the_same_report(db, pg_source, month, tenant, tests):
+    from voicebot.store.readonly import open_readonly
+
+    kw = {"tenant": tenant, "include_tests": tests, "top": 100, "departments": DEPARTMENT_NAMES}
+    pg = open_readonly(pg_source)
+    try:
+        theirs = build_report(pg, parse_month(month), **kw)
+    finally:
+        pg.close()
+    ours = build_report(db, parse_month(month), **kw)
+    assert ours["kpis"]["total"]["conversations"] > 0 and ours["top_unrecognized"]
+    assert _without_clock(theirs) == _without_clock(ours)
+
+
+def test_staff_queries_give_the_same_answers_on_postgresql(db_path, pg_source):
+    from voicebot.staff import queries
+    from voicebot.staff.suggestions import unrecognized_texts
+
+    def without_ids(turns):  # conversation ids are random per store
+        return [dataclasses.replace(t, conversation_id="") for t in turns]
+
+    now = dt.datetime(2026, 2, 14, 12, 0, tzinfo=UTC)
+    since = dt.datetime(2026, 1, 1, tzinfo=UTC)
+    for tenant in ("kff", "frb"):
+        assert (queries.dashboard(pg_source, tenant, now, DEPARTMENT_NAMES, "human-queue")
+                == queries.dashboard(db_path, tenant, now, DEPARTMENT_NAMES, "human-queue"))
+        turns = queries.review_turns(pg_source, tenant, 0.6, limit=500)
+        assert turns and without_ids(turns) == without_ids(queries.review_turns(db_path, tenant, 0.6, limit=500))
+        assert queries.find_turn(pg_source, tenant, turns[0].conversation_id, turns[0].index) == turns[0].heard
+        other = "frb" if tenant == "kff" else "kff"
+        assert queries.find_turn(pg_source, other, turns[0].conversation_id, turns[0].index) is None
+        assert unrecognized_texts(pg_source, tenant, since) == unrecognized_texts(db_path, tenant, since)
+
+
+@pytest.mark.parametrize("pattern", ["[[]?]", "*.txt", "a?c", "[^a-c]*", "[]]x", "*[*]*", "it''s*", "100%*",
+                                     "[a-cx]?", "(*)"])
+def test_glob_means_the_same_on_postgresql(pg_source, pattern):
+    from voicebot.store.readonly import open_readonly
+
+    texts = ["[5]", "[55]", "[]", "x.txt", "xtxt", "abc", "aXc", "Abc", "d", "]x", "a*b", "it's me", "it s",
+             "100%", "1000", "c!", "x", "(stilhed)", "(", "ø", "[ø]"]
+    pg, lite = open_readonly(pg_source), sqlite3.connect(":memory:")
+    try:
+        for text in texts:
+            sql = f"SELECT CAST(? AS TEXT) GLOB '{pattern}'"
+            assert bool(pg.execute(sql, (text,)).fetchone()[0]) == bool(lite.execute(sql, (text,)).fetchone()[0]), \
+                (pattern, text)
+    finally:
+        pg.close()
+        lite.close()
+
+
+def test_the_postgresql_reader_cannot_write(pg_source):
+    from voicebot.store import StoreError
+    from voicebot.store.readonly import open_readonly
+
+    pg = open_readonly(pg_source)
+    try:
+        with pytest.raises(StoreError, match="read-only transaction"):
+            pg.execute("DELETE FROM conversations WHERE ref = ?", ("x",))
+    finally:
+        pg.close()

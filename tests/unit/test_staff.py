@@ -68,7 +68,7 @@ def world(tmp_path, monkeypatch, capsys):
         frb_miss = record(store, "frb", "chat", [start, (FRB_MISS, "none", 0.8, "rephrase")], "transferred:human-queue")
     store.close()
     knowledge = tmp_path / "knowledge"
-    shutil.copytree(PROJECT_ROOT / "knowledge" / "kff", knowledge / "kff")
+    shutil.copytree(PROJECT_ROOT / "knowledge", knowledge)
     return {"tmp": tmp_path, "users_db": users_db, "store_path": tmp_path / "voicebot.db", "knowledge": knowledge,
             "kff_miss": kff_miss, "frb_miss": frb_miss}
 

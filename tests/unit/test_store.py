@@ -1,10 +1,13 @@
-"""The SQLite record store and the recorder, on real database files in tmp dirs."""
+"""The record store (SQLite and PostgreSQL, every test on both) and the recorder, on real
+database files in tmp dirs and a real throw-away PostgreSQL cluster (tests/pg.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +15,13 @@ from voicebot.config import load_settings
 from voicebot.dialogue.engine import Conversation
 from voicebot.dialogue.events import (Ask, ChatMessage, Digit, End, Hangup, OfferSms, Option, Say,
                                       SendSms, Silence, Transfer, Utterance)
+from voicebot.errors import ConfigError
 from voicebot.nlu.matcher import MatchResult
-from voicebot.store import Recorder, StoreError, open_store
+from voicebot.store import Recorder, StoreError, open_store, store_config, store_location
 from voicebot.store import sqlite as sqlite_module
-from voicebot.store.base import Turn
+from voicebot.store.base import Turn, timestamp, utc_now
 from voicebot.store.recorder import decision
-from voicebot.store.sqlite import MIGRATIONS, SqliteStore
+from voicebot.store.sqlite import SqliteStore
 
 SALT = b"test-salt" * 4
 CALLER = "+45 20 12 34 56"
@@ -33,9 +37,66 @@ class Clock:
         return self.now
 
 
+class SqliteBackend:
+    name = "sqlite"
+    module = sqlite_module
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "var" / "voicebot.db"
+
+    def open(self, now=utc_now) -> SqliteStore:
+        return SqliteStore(self.path, now=now)
+
+    def raw_bytes(self) -> bytes:
+        """Everything SQLite has on disk for this store: the file, its WAL and shared memory."""
+        out = b""
+        for suffix in ("", "-wal", "-shm"):
+            path = self.path.with_name(self.path.name + suffix)
+            if path.exists():
+                out += path.read_bytes()
+        return out
+
+    def force_version(self, version: int) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path)
+        db.execute(f"PRAGMA user_version = {version}")
+        db.close()
+
+
+class PostgresBackend:
+    """One fresh schema in the session's cluster; every ``open`` is a new pool, as a new process
+    would have."""
+
+    name = "postgresql"
+
+    def __init__(self, database) -> None:
+        from voicebot.store import postgres
+
+        self.module = postgres
+        self.db = database
+
+    def open(self, now=utc_now, **kw):
+        return self.module.PostgresStore(self.db.dsn(), password=self.db.password, now=now, **kw)
+
+    def raw_bytes(self) -> bytes:
+        """The schema's table and index files (the cluster's shared WAL is not included)."""
+        return b"".join(p.read_bytes() for p in self.db.files())
+
+    def force_version(self, version: int) -> None:
+        self.open().close()
+        self.db.admin(f"INSERT INTO schema_migrations (version) VALUES ({version})")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        return SqliteBackend(tmp_path)
+    return PostgresBackend(request.getfixturevalue("pg_schema"))
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = SqliteStore(tmp_path / "var" / "voicebot.db")
+def store(backend):
+    s = backend.open()
     yield s
     s.close()
 
@@ -44,52 +105,54 @@ def match(intent: str, confidence: float = 0.8, verdict: str = "answer") -> Matc
     return MatchResult(intent, confidence, 0.3, verdict, ((intent, confidence),), "")
 
 
-def file_bytes(store: SqliteStore) -> bytes:
-    """Everything SQLite has on disk for this store: the file, its WAL and shared memory."""
-    out = b""
-    for suffix in ("", "-wal", "-shm"):
-        path = store.path.with_name(store.path.name + suffix)
-        if path.exists():
-            out += path.read_bytes()
-    return out
-
-
 # -- schema ----------------------------------------------------------------------------------------
 
 
-def test_schema_is_created_and_versioned(store):
-    assert store.schema_version() == len(MIGRATIONS) >= 1
+def test_sqlite_schema_is_created_and_versioned(tmp_path):
+    store = SqliteBackend(tmp_path).open()
+    assert store.schema_version() == len(sqlite_module.MIGRATIONS) >= 1
     db = sqlite3.connect(store.path)
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"conversations", "turns", "sms_outbox"} <= tables
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
     assert (store.path.stat().st_mode & 0o077) == 0  # owner only
+    store.close()
 
 
-def test_reopen_keeps_data_and_a_new_migration_is_applied_once(tmp_path, monkeypatch):
-    path = tmp_path / "v.db"
-    first = SqliteStore(path)
+def test_postgres_schema_is_created_and_versioned_by_an_ordinary_role(pg_schema):
+    backend = PostgresBackend(pg_schema)
+    store = backend.open()
+    assert store.schema_version() == len(backend.module.MIGRATIONS) >= 1
+    store.close()
+    tables = {r[0]: r[1] for r in pg_schema.admin("SELECT tablename, tableowner FROM pg_tables "
+                                                  f"WHERE schemaname = '{pg_schema.name}'")}
+    assert set(tables) == {"conversations", "turns", "sms_outbox", "schema_migrations"}
+    assert set(tables.values()) == {"voicebot"}  # the app role, no superuser needed
+    versions = pg_schema.admin("SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, len(backend.module.MIGRATIONS) + 1))
+
+
+def test_reopen_keeps_data_and_a_new_migration_is_applied_once(backend, monkeypatch):
+    first = backend.open()
     cid = first.start_conversation(channel="chat", tenant="kff")
     first.close()
-    monkeypatch.setattr(sqlite_module, "MIGRATIONS",
-                        [*MIGRATIONS, "ALTER TABLE conversations ADD COLUMN language TEXT"])
-    second = SqliteStore(path)
-    assert second.schema_version() == len(MIGRATIONS) + 1
+    migrations = backend.module.MIGRATIONS
+    monkeypatch.setattr(backend.module, "MIGRATIONS",
+                        [*migrations, "ALTER TABLE conversations ADD COLUMN language TEXT"])
+    second = backend.open()
+    assert second.schema_version() == len(migrations) + 1
     assert second.get(cid).tenant == "kff"
     second.close()
-    third = SqliteStore(path)  # already at the new version: nothing runs twice
-    assert third.schema_version() == len(MIGRATIONS) + 1
+    third = backend.open()  # already at the new version: nothing runs twice
+    assert third.schema_version() == len(migrations) + 1
     third.close()
 
 
-def test_a_newer_schema_is_refused(tmp_path):
-    path = tmp_path / "v.db"
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 5}")
-    db.close()
+def test_a_newer_schema_is_refused(backend):
+    backend.force_version(len(backend.module.MIGRATIONS) + 5)
     with pytest.raises(StoreError, match="newer than this program"):
-        SqliteStore(path)
+        backend.open()
 
 
 def test_open_store_reads_the_store_section(tmp_path):
@@ -101,9 +164,6 @@ def test_open_store_reads_the_store_section(tmp_path):
 
 
 def test_store_config_errors_name_the_key(tmp_path):
-    from voicebot.errors import ConfigError
-    from voicebot.store import store_config
-
     config = tmp_path / "site.yaml"
     config.write_text("store:\n  retention_days: 0\n")
     with pytest.raises(ConfigError) as err:
@@ -138,20 +198,31 @@ def test_turns_records_and_lookups(store):
         store.finish_conversation(b, "resolved", 9)
 
 
-def test_purge_deletes_old_records_and_outbox_rows(tmp_path):
+def test_finish_may_give_the_record_to_the_tenant_that_answered(store):
+    a = store.start_conversation(channel="chat", tenant="kff")
+    store.finish_conversation(a, "resolved", tenant="buf")
+    b = store.start_conversation(channel="chat", tenant="kff")
+    store.finish_conversation(b, "resolved")
+    assert (store.get(a).tenant, store.get(b).tenant) == ("buf", "kff")
+
+
+def test_purge_deletes_old_records_and_outbox_rows(backend):
     clock = Clock()
-    s = SqliteStore(tmp_path / "v.db", now=clock)
+    s = backend.open(now=clock)
     old = s.start_conversation(channel="voice", tenant="kff")
     s.add_turn(old, Turn(0, "gammel samtale", "other"))
     old_sms = s.queue_sms(old, "+4520123456", "Link: https://www.kk.dk")
     clock.now += dt.timedelta(days=100)
     new = s.start_conversation(channel="chat", tenant="kff")
     new_sms = s.queue_sms(new, "+4520999999", "Link")
+    assert b"gammel samtale" in backend.raw_bytes()  # the check below looks in the right files
     assert s.purge(90) == 1
     assert s.get(old) is None and s.get(new) is not None
     assert s.sms_for(old) == [] and [m.id for m in s.sms_for(new)] == [new_sms.id]
     assert old_sms.id != new_sms.id
-    assert b"gammel samtale" not in file_bytes(s) and b"20123456" not in file_bytes(s)
+    # out of the files too (SQLite: secure_delete + checkpoint; PostgreSQL: the purge's VACUUM)
+    raw = backend.raw_bytes()
+    assert b"gammel samtale" not in raw and b"20123456" not in raw
     assert s.purge(90) == 0
     s.close()
 
@@ -247,8 +318,8 @@ def test_decision_words():
     assert decision([]) == "other"
 
 
-def test_a_broken_store_does_not_break_the_call(tmp_path, caplog):
-    s = SqliteStore(tmp_path / "v.db")
+def test_a_broken_store_does_not_break_the_call(backend, caplog):
+    s = backend.open()
     rec = Recorder(s, channel="voice", tenant="kff", salt=SALT)
     s.close()  # the disk went away
     rec.turn(Utterance("hej"), [Say("Hej")], Conversation("voice"))
@@ -270,8 +341,8 @@ CPR_SAID = [
 ]
 
 
-def test_cpr_in_any_form_never_reaches_the_database_file(tmp_path):
-    s = SqliteStore(tmp_path / "v.db")
+def test_cpr_in_any_form_never_reaches_the_database_file(backend):
+    s = backend.open()
     conv = Conversation("voice")
     rec = Recorder(s, channel="voice", tenant="kff", caller=CALLER, ref="cpr-test", salt=SALT)
     for i, text in enumerate(CPR_SAID):
@@ -283,13 +354,14 @@ def test_cpr_in_any_form_never_reaches_the_database_file(tmp_path):
     record = s.get(rec.conversation_id)
     assert all("[CPR]" in t.heard and "[CPR]" in t.said[0] for t in record.turns)
     s.close()
-    raw = file_bytes(s).lower()
+    raw = backend.raw_bytes().lower()
+    assert b"[cpr]" in raw  # the right files: the redacted turns are there
     for needle in ["0101901234", "010190", "01 01 90", "halvfems tolv", "fireogtredive", "fire og tredive",
                    "ni nul en to tre fire", "20123456", "20 12 34 56"]:
         assert needle.encode() not in raw, needle
 
 
-def test_real_dialogue_conversation_is_recorded(tmp_path):
+def test_real_dialogue_conversation_is_recorded(backend):
     """The real engine (knowledge, matcher) through a voice call, CPR included."""
     from voicebot.dialogue import DialogueEngine
     from voicebot.knowledge import load_for_settings
@@ -298,7 +370,7 @@ def test_real_dialogue_conversation_is_recorded(tmp_path):
     settings = load_settings()
     kb = load_for_settings(settings)
     engine = DialogueEngine(kb, matcher_for_settings(settings, kb))
-    s = SqliteStore(tmp_path / "v.db")
+    s = backend.open()
     conv = Conversation("voice")
     rec = Recorder(s, channel="voice", tenant="kff", caller=CALLER, salt=SALT)
     rec.turn(None, engine.start(conv), conv)
@@ -312,7 +384,7 @@ def test_real_dialogue_conversation_is_recorded(tmp_path):
     assert record.turns[1].heard == "mit cpr nummer er [CPR]"
     assert record.outcome == conv.outcome and "pas-mistet" in record.intents
     assert "pas-mistet" in [t.intent for t in record.turns]
-    assert b"halvfems tolv" not in file_bytes(s)
+    assert b"halvfems tolv" not in backend.raw_bytes()
 
 
 def test_threads_write_at_once(store):
@@ -342,3 +414,214 @@ def test_threads_write_at_once(store):
     assert all(len(r.turns) == 3 and r.outcome == "resolved" for r in records)
     assert all(r.turns[2].timings == {"match_ms": 2, "first_audio_ms": 1} for r in records)
     assert len(store.by_ref("t3")) == 20
+
+
+# -- the SMS outbox, on both backends ----------------------------------------------------------------
+
+
+def test_outbox_claims_leases_defers_and_settles(backend):
+    clock = Clock()
+    s, other = backend.open(now=clock), backend.open(now=clock)  # other: a second bot process
+    cid = s.start_conversation(channel="voice", tenant="kff")
+    first = s.queue_sms(cid, "+4520123456", "Ring 33 66 33 66 eller cpr 010190-1234", "pas")
+    assert first.text == "Ring 33 66 33 66 eller cpr [CPR]"  # our number stays, a CPR number never
+    clock.now += dt.timedelta(milliseconds=1)
+    second = s.queue_sms(cid, "+4520999999", "Link")
+    assert [m.id for m in s.claim_sms(10, lease_s=60)] == [first.id, second.id]  # oldest first
+    assert other.claim_sms(10) == []  # leased to the first process
+    clock.now += dt.timedelta(seconds=61)  # that sender died: the lease ran out
+    again = other.claim_sms(10, lease_s=60)
+    assert [m.id for m in again] == [first.id, second.id]
+    assert again[0].idempotency_key == first.idempotency_key and again[0].number == "+4520123456"
+    other.defer_sms(first.id, 30, attempts=1, error="HTTP 503 for +4520123456")
+    assert s.claim_sms(10) == []  # one deferred, one still leased
+    clock.now += dt.timedelta(seconds=31)
+    assert [m.id for m in s.claim_sms(10)] == [first.id]
+    s.mark_sms_sent(first.id, 2)
+    other.mark_sms_failed(second.id, "rejected +4520999999", 1)
+    s.mark_sms_sent(second.id, 9)  # settled already: nothing changes
+    sent, failed = s.sms_for(cid)
+    assert (sent.status, sent.attempts, sent.number, sent.sent_at) == ("sent", 2, None, timestamp(clock.now))
+    assert sent.last_error == "HTTP 503 for [NUMMER]" and sent.article_id == "pas"
+    assert (failed.status, failed.attempts, failed.number, failed.sent_at) == ("failed", 1, None, None)
+    assert failed.last_error == "rejected [NUMMER]" and "number" not in failed.as_dict()
+    held = s.queue_sms(None, "+4520111111", "Link")
+    s.defer_sms(held.id, 3600, attempts=0)
+    assert s.claim_sms(10) == [] and s.release_deferred_sms() == 1
+    assert [m.id for m in other.claim_sms(10)] == [held.id]
+    assert s.sms_for("missing") == []
+    s.close()
+    other.close()
+
+
+# -- PostgreSQL: several processes on one database ---------------------------------------------------
+
+
+def _at_once(n: int, work) -> list:
+    """Run ``work(i)`` in ``n`` threads released together; their results, or raise the first error."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def test_two_processes_claiming_at_once_never_get_the_same_message(pg_schema):
+    backend = PostgresBackend(pg_schema)
+    stores = [backend.open(pool_max=4), backend.open(pool_max=4)]  # two pools, as two bot processes
+    cid = stores[0].start_conversation(channel="voice", tenant="kff")
+    queued = {stores[0].queue_sms(cid, f"+45{20000000 + i}", f"sms {i}").id for i in range(300)}
+
+    def drain(i: int) -> list[str]:
+        got: list[str] = []
+        while batch := stores[i % 2].claim_sms(limit=3, lease_s=600):
+            got += [m.id for m in batch]
+        return got
+
+    claimed = _at_once(8, drain)  # four senders in each process
+    every = [sms_id for got in claimed for sms_id in got]
+    assert len(every) == len(set(every)) == len(queued) and set(every) == queued
+    assert all(sum(len(claimed[i]) for i in range(p, 8, 2)) for p in (0, 1))  # both processes took some
+    assert stores[1].claim_sms(10) == []  # everything is leased
+    for s in stores:
+        s.close()
+
+
+def test_migrations_run_once_when_two_stores_open_at_once(pg_schema, monkeypatch):
+    backend = PostgresBackend(pg_schema)
+    # a slow last migration that fails when run twice: without the lock both openers would run it
+    slow = "CREATE TABLE migration_runs (n integer); INSERT INTO migration_runs SELECT 1 FROM pg_sleep(0.3)"
+    monkeypatch.setattr(backend.module, "MIGRATIONS", [*backend.module.MIGRATIONS, slow])
+    stores = _at_once(2, lambda i: backend.open())
+    assert pg_schema.admin("SELECT count(*) FROM migration_runs") == [(1,)]
+    versions = pg_schema.admin("SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in versions] == list(range(1, len(backend.module.MIGRATIONS) + 1))
+    assert all(s.schema_version() == len(backend.module.MIGRATIONS) for s in stores)
+    for s in stores:
+        s.close()
+
+
+def test_timestamps_are_typed_in_postgresql_and_text_to_the_bot(pg_schema):
+    from voicebot.store.postgres import PostgresStore
+
+    clock = Clock()
+    store = PostgresBackend(pg_schema).open(now=clock)
+    cid = store.start_conversation(channel="chat", tenant="kff")
+    assert store.get(cid).started_at == "2026-12-01T12:00:00.000Z"
+    store.close()
+    # a session in local time changes nothing for the bot: the loader converts to UTC text
+    local = PostgresStore(pg_schema.dsn("-c TimeZone=Europe/Copenhagen"), password=pg_schema.password)
+    assert local.get(cid).started_at == "2026-12-01T12:00:00.000Z"
+    local.close()
+    rows = pg_schema.admin("SELECT pg_typeof(started_at)::text, started_at = '2026-12-01 13:00+01' "
+                           "FROM conversations")
+    assert rows == [("timestamp with time zone", True)]
+
+
+# -- PostgreSQL from the configuration, the commands and doctor ---------------------------------------
+
+
+@pytest.fixture
+def pg_site(pg_schema, tmp_path, monkeypatch):
+    """A site.yaml choosing PostgreSQL; the password only in the environment."""
+    from voicebot import config
+
+    monkeypatch.setattr(config.read_secrets, "__defaults__", (tmp_path / "no-secrets.env",))
+    for name in ("PGPASSWORD", "VOICEBOT_PG_DSN", "VOICEBOT_PG_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("VOICEBOT_PG_PASSWORD", pg_schema.password)
+    path = tmp_path / "site.yaml"
+    path.write_text(f'store:\n  backend: postgresql\n  dsn: "{pg_schema.dsn()}"\n  pool_max: 3\n')
+    return path
+
+
+def test_open_store_postgresql_with_the_password_from_the_environment(pg_site, pg_schema, monkeypatch):
+    from voicebot.store.postgres import PostgresStore
+
+    settings = load_settings(pg_site)
+    store = open_store(settings)
+    assert isinstance(store, PostgresStore) and store._pool.max_size == 3
+    store.start_conversation(channel="chat", tenant="kff")
+    store.close()
+    where = store_location(settings)
+    assert where.startswith("postgresql ") and f"search_path={pg_schema.name}" in where
+    monkeypatch.setenv("VOICEBOT_PG_PASSWORD", "not-the-password")
+    with pytest.raises(StoreError, match="password authentication failed") as err:
+        open_store(settings)
+    assert "not-the-password" not in str(err.value)
+    monkeypatch.delenv("VOICEBOT_PG_PASSWORD")
+    monkeypatch.setenv("PGPASSWORD", pg_schema.password)  # libpq's own variable works as well
+    assert len(open_store(settings).recent(5)) == 1
+
+
+def test_the_dsn_from_the_environment_wins(pg_site, pg_schema, tmp_path, monkeypatch):
+    config = tmp_path / "other.yaml"
+    config.write_text("store:\n  backend: postgresql\n  dsn: 'host=/nonexistent dbname=nothing'\n")
+    monkeypatch.setenv("VOICEBOT_PG_DSN", pg_schema.dsn())
+    store = open_store(load_settings(config))
+    assert "dbname=voicebot_test" in store.where and f"search_path={pg_schema.name}" in store.where
+    store.close()
+
+
+@pytest.mark.parametrize("store_yaml,key,problem", [
+    ("backend: postgresql", "store.backend", "postgresql needs store.dsn"),
+    ("backend: postgresql\n  dsn: 'host=/run/pg password=hunter2'", "store.dsn", "must not hold a password"),
+    ("backend: postgresql\n  dsn: 'postgresql://bot:hunter2@db/voicebot'", "store.dsn", "must not hold a password"),
+    ("backend: postgresql\n  dsn: 'nonsense'", "store.dsn", 'missing "=" after "nonsense"'),
+    ("backend: postgresql\n  dsn: 'dbname=v'\n  pool_min: 4\n  pool_max: 2", "store.pool_max", "at least pool_min"),
+    ("backend: mysql", "store.backend", "must be one of 'sqlite', 'postgresql'"),
+])
+def test_postgresql_config_errors_name_file_line_and_key(tmp_path, monkeypatch, store_yaml, key, problem):
+    monkeypatch.delenv("VOICEBOT_PG_DSN", raising=False)
+    config = tmp_path / "site.yaml"
+    config.write_text(f"store:\n  {store_yaml}\n")
+    with pytest.raises(ConfigError) as err:
+        store_config(load_settings(config))
+    message = str(err.value)
+    assert "site.yaml:" in message and key in message and problem in message
+    assert "hunter2" not in message
+
+
+def test_doctor_names_the_backend_and_where_but_no_password(pg_site, pg_schema, tmp_path, monkeypatch):
+    from voicebot.commands.doctor import check_store
+
+    check = asyncio.run(check_store(load_settings(pg_site)))
+    assert check.ok and check.detail.startswith("postgresql ") and f"search_path={pg_schema.name}" in check.detail
+    assert "no conversations yet" in check.detail and pg_schema.password not in check.detail
+    monkeypatch.setenv("VOICEBOT_PG_PASSWORD", "not-the-password")
+    check = asyncio.run(check_store(load_settings(pg_site)))
+    assert not check.ok and "password authentication failed" in check.detail
+    assert "VOICEBOT_PG_PASSWORD" in check.detail and "not-the-password" not in check.detail
+    sqlite_site = tmp_path / "sqlite.yaml"
+    sqlite_site.write_text(f"store:\n  path: {tmp_path}/v.db\n")
+    check = asyncio.run(check_store(load_settings(sqlite_site)))
+    assert check.ok and check.detail.startswith(f"sqlite {tmp_path}/v.db")
+
+
+def test_store_purge_command_on_postgresql(pg_site, pg_schema, capsys):
+    from voicebot.cli import main
+
+    clock = Clock()
+    clock.now = utc_now() - dt.timedelta(days=100)
+    store = PostgresBackend(pg_schema).open(now=clock)
+    old = store.start_conversation(channel="voice", tenant="kff")
+    clock.now = utc_now()
+    new = store.start_conversation(channel="voice", tenant="kff")
+    assert main(["--config", str(pg_site), "store", "purge"]) == 0
+    assert "deleted 1 conversation records older than 90 days" in capsys.readouterr().out
+    assert store.get(old) is None and store.get(new) is not None
+    store.close()

@@ -51,6 +51,7 @@ BODY_SECONDS = 10.0
 REFUSED_LOG_SECONDS = 60.0
 MAX_JSON_DEPTH = 4  # the body is one flat object; anything deeper is not ours
 SESSION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TENANT_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 WIDGET = Path(__file__).with_name("widget.html")
 WIDGET_JS = Path(__file__).with_name("widget.js")
 WIDGET_DEMO = Path(__file__).with_name("widget_demo.html")
@@ -96,8 +97,8 @@ async def read_body(request: web.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     return bytes(body)
 
 
-def parse_body(raw: bytes, max_chars: int) -> tuple[str | None, str]:
-    """``(session_id, message)`` from a request body, or ``BadRequest`` saying what is wrong."""
+def parse_body(raw: bytes, max_chars: int) -> tuple[str | None, str, str | None]:
+    """``(session_id, message, tenant)`` from a request body, or ``BadRequest`` saying what is wrong."""
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -107,7 +108,7 @@ def parse_body(raw: bytes, max_chars: int) -> tuple[str | None, str]:
     except ValueError as exc:  # JSONDecodeError, and also a number of more than 4300 digits
         raise BadRequest(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise BadRequest(400, "body must be a JSON object {session_id?, message}")
+        raise BadRequest(400, "body must be a JSON object {session_id?, message, tenant?}")
     if _deeper_than(body, MAX_JSON_DEPTH):
         raise BadRequest(400, f"body is nested too deeply (max {MAX_JSON_DEPTH} levels)")
     message, session_id = body.get("message"), body.get("session_id")
@@ -117,7 +118,10 @@ def parse_body(raw: bytes, max_chars: int) -> tuple[str | None, str]:
         raise BadRequest(413, f"message: too long ({len(message)} characters, max {max_chars})")
     if session_id is not None and (not isinstance(session_id, str) or not SESSION_RE.match(session_id)):
         raise BadRequest(400, "session_id: the id a previous response gave (letters, digits, '-', '_'), or null")
-    return session_id, message
+    tenant = body.get("tenant")
+    if tenant is not None and (not isinstance(tenant, str) or not TENANT_RE.match(tenant)):
+        raise BadRequest(400, "tenant: the widget's data-tenant (lower-case letters, digits, '-'), or null")
+    return session_id, message, tenant
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -155,11 +159,13 @@ class ChatApi:
             self._note_refused("rate limit")
             return _error(429, "too many requests from this client", TOO_FAST, wait)
         try:
-            session_id, message = parse_body(await read_body(request), self.service.config.max_message_chars)
+            session_id, message, tenant = parse_body(await read_body(request), self.service.config.max_message_chars)
         except BadRequest as exc:
             return _error(exc.status, str(exc))
+        if tenant is not None and tenant not in self.service.kb.tenants:
+            return _error(404, f"unknown tenant {tenant!r} (tenants: {', '.join(sorted(self.service.kb.tenants))})")
         try:
-            result = await self.pool.run(self.service.reply, session_id, message, client)
+            result = await self.pool.run(self.service.reply, session_id, message, client, tenant)
         except ChatBusy as exc:
             self._note_refused("busy")
             return _error(429, f"busy: {exc}", TOO_BUSY, exc.retry_after)
@@ -176,10 +182,11 @@ class ChatApi:
 
     async def info(self, request: web.Request) -> web.Response:
         """``GET /api/chat/info?tenant=kff``: what the widget shows besides answers."""
-        tenant = request.query.get("tenant") or self.service.tenant
-        if tenant != self.service.tenant:
-            return _error(404, f"unknown tenant {tenant!r} (this server answers for {self.service.tenant!r})")
-        body = chat_info(self.service.settings, dt.datetime.now(dt.timezone.utc))
+        kb = self.service.kb
+        tenant = request.query.get("tenant") or kb.main
+        if tenant not in kb.tenants:
+            return _error(404, f"unknown tenant {tenant!r} (tenants: {', '.join(sorted(kb.tenants))})")
+        body = chat_info(self.service.settings, dt.datetime.now(dt.timezone.utc), kb, tenant)
         body["max_message_chars"] = self.service.config.max_message_chars
         return web.json_response(body, headers={**CORS, "Cache-Control": "no-cache"},
                                  dumps=lambda o: json.dumps(o, ensure_ascii=False))
@@ -200,21 +207,23 @@ async def widget(request: web.Request) -> web.Response:
     return web.Response(text=WIDGET.read_text(encoding="utf-8"), content_type="text/html")
 
 
-def chat_info(settings: Any, now: dt.datetime) -> dict[str, Any]:
-    """The human route's phone number and opening hours at ``now`` (Danish), and the privacy note."""
+def chat_info(settings: Any, now: dt.datetime, kb: Any = None, tenant: str | None = None) -> dict[str, Any]:
+    """The tenant's human route (phone number, opening hours at ``now``, in Danish) and the
+    privacy note. Without ``kb``: the main config's departments and the main number's tenant."""
     from voicebot.store import StoreConfig
 
-    directory = load_directory(settings)
-    dept = directory.departments.get(HUMAN)
+    directory = kb.directory if kb is not None and kb.directory else load_directory(settings)
+    human = kb.human_for(tenant) if kb is not None else HUMAN
+    dept = directory.departments.get(human)
     values = settings.section("knowledge", KnowledgeConfig).values
-    phone = (dept.phone if dept else "") or values.get("borgerservice_phone", "")
-    schedule = directory.schedule(HUMAN)
+    phone = (dept.phone if dept else "") or (values.get("borgerservice_phone", "") if human == HUMAN else "")
+    schedule = directory.schedule(human)
     info: dict[str, Any] = {
-        "tenant": settings.section("knowledge", KnowledgeConfig).tenant,
+        "tenant": tenant or settings.section("knowledge", KnowledgeConfig).tenant,
         "name": dept.name if dept else "Borgerservice",
         "phone": phone,
         "phone_uri": "tel:+45" + re.sub(r"\D", "", phone) if phone else "",
-        "link": (dept.link if dept else "") or values.get("kk_borgerservice_url", ""),
+        "link": (dept.link if dept else "") or values.get("kk_url" if human != HUMAN else "kk_borgerservice_url", ""),
         "open_now": None, "hours_today": "", "hours": "", "next_opening": "",
         "privacy": PRIVACY.format(days=settings.section("store", StoreConfig).retention_days),
     }

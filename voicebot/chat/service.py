@@ -117,13 +117,14 @@ class ChatService:
     def kb(self) -> KnowledgeBase:
         return self.runtime.kb
 
-    def reply(self, session_id: str | None, message: str, client: str = "local") -> dict[str, Any]:
+    def reply(self, session_id: str | None, message: str, client: str = "local",
+              tenant: str | None = None) -> dict[str, Any]:
         """Answer one message in session ``session_id``. No id, or one this server does not hold
         (never issued, expired, evicted, from before a restart), starts a new session under a new
         id: the result's ``session_id`` is the one to send next, and ``new_session`` says that the
         earlier context is gone. ``ChatBusy`` when the store is full of active sessions, or this
         session's previous message is still being answered after ``wait_seconds``."""
-        session, new = self._open(session_id, client)
+        session, new = self._open(session_id, client, tenant)
         engine = self.runtime.engine  # one consistent knowledge base for this turn, even during reload
         event = ChatMessage(message)
         if not session.lock.acquire(timeout=self.config.wait_seconds):
@@ -149,8 +150,13 @@ class ChatService:
         return {"session_id": session.id, "new_session": new, "reply": render(actions), "intent": intent,
                 "confidence": confidence, "ended": session.conversation.ended}
 
-    def _open(self, session_id: str | None, client: str) -> tuple[Session, bool]:
-        opened = self.sessions.open(session_id, client, self._new_session)
+    def _open(self, session_id: str | None, client: str, tenant: str | None) -> tuple[Session, bool]:
+        """``tenant``: the widget's tenant (whose articles win a close call); it counts for a new session."""
+        def new_session(sid: str, client_key: str, now: float) -> Session:
+            conv = Conversation("chat", sid, tenant=tenant or "")
+            return Session(sid, client_key, conv, now, self._recorder(tenant or self.tenant))
+
+        opened = self.sessions.open(session_id, client, new_session)
         for old in opened.dropped:
             self._close(old)
         if opened.session is None:
@@ -159,15 +165,12 @@ class ChatService:
             raise ChatBusy("every chat session is in use", retry_after=30.0)
         return opened.session, opened.new
 
-    def _new_session(self, session_id: str, client: str, now: float) -> Session:
-        return Session(session_id, client, Conversation("chat", session_id), now, self._recorder())
-
-    def _recorder(self) -> Recorder | None:
+    def _recorder(self, tenant: str) -> Recorder | None:
         if self.store is None:
             return None
         from voicebot.store.recorder import Recorder
 
-        return Recorder(self.store, channel="chat", tenant=self.tenant)
+        return Recorder(self.store, channel="chat", tenant=tenant)
 
     @staticmethod
     def _close(session: Session) -> None:

@@ -256,7 +256,7 @@
   function post(message) {
     return fetch(apiBase + "/api/chat", {
       method: "POST", headers: {"Content-Type": "application/json"}, credentials: "omit",
-      body: JSON.stringify({session_id: sessionId, message: message})
+      body: JSON.stringify({session_id: sessionId, message: message, tenant: tenant})
     }).then(function (res) {
       return res.json().catch(function () { return null; }).then(function (data) {
         return {res: res, data: data};

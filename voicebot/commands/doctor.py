@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run_checks(settings: Settings) -> list[Check]:
-    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_secrets, check_ari, check_ami, check_asr,
+    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_instance, check_secrets, check_ari, check_ami, check_asr,
                                                             check_tts, check_models, check_nlu,
                                                             check_knowledge, check_store]
     return [await c(settings) for c in checks]
@@ -82,7 +82,20 @@ async def check_ari(settings: Settings) -> Check:
                                    "`asterisk/pbx status`, `asterisk/pbx start`")
     version = info.get("system", {}).get("version", "?")
     app = f"app {a.app!r} connected" if a.app in apps else f"app {a.app!r} not connected (is `voicebot serve` running?)"
+    others = sorted(set(apps) - {a.app})
+    if others:  # other bot instances on this Asterisk (dialplans/00-globals.conf VOICEBOT_APPS)
+        app += f"; other apps: {', '.join(others)}"
     return Check("ari", True, f"{a.ari_url}: Asterisk {version}; {app}")
+
+
+async def check_instance(settings: Settings) -> Check:
+    """Which bot instance this configuration is, on which node, and the store it shares."""
+    import socket
+
+    from voicebot.store import store_location
+
+    return Check("instance", True, f"app {settings.asterisk.app!r} on node {socket.gethostname()}; "
+                                   f"store {store_location(settings)}")
 
 
 async def check_ami(settings: Settings, timeout: float = 3.0) -> Check:
@@ -116,19 +129,25 @@ async def check_asr(settings: Settings) -> Check:
 
 
 async def check_store(settings: Settings) -> Check:
-    from voicebot.store import open_store, store_config
+    """Open the record store as the bot would; name the backend and where (never a password)."""
+    from voicebot.store import open_store, store_location
 
-    path = settings.path(store_config(settings).path)
+    where = store_location(settings)
     try:
         store = await asyncio.to_thread(open_store, settings)
     except VoicebotError as exc:
-        return Check("store", False, f"{path}: {exc}")
+        detail = f"{where.split()[0]}: {exc}"  # the error names the file or DSN itself
+        if "password" in str(exc):
+            detail += " (password from $VOICEBOT_PG_PASSWORD, else $PGPASSWORD or ~/.pgpass)"
+        return Check("store", False, detail)
     try:
         recent = await asyncio.to_thread(store.recent, 1)
+    except VoicebotError as exc:
+        return Check("store", False, f"{where}: {exc}")
     finally:
         store.close()
     last = recent[0].as_dict()["started_at"] if recent else "no conversations yet"
-    return Check("store", True, f"{path} (last conversation: {last})")
+    return Check("store", True, f"{where} (last conversation: {last})")
 
 
 async def check_tts(settings: Settings) -> Check:
@@ -194,10 +213,15 @@ def _embed_ms(encoder, text: str, tries: int = 3) -> float:
 
 
 async def check_knowledge(settings: Settings) -> Check:
-    from voicebot.knowledge import knowledge_dir, load_knowledge
+    from voicebot.knowledge import knowledge_root, load_for_settings
 
     try:
-        kb = await asyncio.to_thread(load_knowledge, knowledge_dir(settings), settings)
+        kb = await asyncio.to_thread(load_for_settings, settings)  # as serve loads it: every tenant
     except VoicebotError as exc:
         return Check("knowledge", False, str(exc))
-    return Check("knowledge", True, f"{len(kb.articles)} articles in {knowledge_dir(settings)}")
+    counts = ", ".join(f"{t} {sum(a.tenant == t for a in kb.articles)}" for t in kb.tenants)
+    detail = f"{len(kb.articles)} articles in {knowledge_root(settings)} (tenants: {counts})"
+    if kb.broken:
+        broken = "; ".join(f"{t}: {error}" for t, error in kb.broken.items())
+        return Check("knowledge", False, f"{detail}; NOT LOADED: {broken}")
+    return Check("knowledge", True, detail)

@@ -42,18 +42,6 @@ def output_format(fmt: str | None, out: str | None) -> str:
     return _SUFFIXES.get(Path(out).suffix.lower(), "json") if out else "json"
 
 
-def open_readonly(path: Path) -> sqlite3.Connection:
-    """The record store, read-only: a report never changes it (nor creates it)."""
-    if not path.is_file():
-        raise VoicebotError(f"{path}: no record store (store.path); nothing has been recorded yet?")
-    try:
-        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
-        db.execute("SELECT 1 FROM conversations LIMIT 1")
-    except sqlite3.Error as exc:
-        raise VoicebotError(f"{path}: cannot read the record store: {exc}") from None
-    return db
-
-
 def render(report: dict, fmt: str) -> str:
     if fmt == "html":
         from voicebot.report.render_html import render_html
@@ -68,26 +56,31 @@ def render(report: dict, fmt: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from voicebot.config import load_settings
-    from voicebot.knowledge.departments import HUMAN, load_directory
+    from voicebot.knowledge.departments import HUMAN
+    from voicebot.knowledge.platform import platform_directory
     from voicebot.report import build_report, parse_month
     from voicebot.report.definitions import HUMAN_TARGET
-    from voicebot.store import store_config
+    from voicebot.store.base import StoreError
+    from voicebot.store.readonly import open_readonly, read_source
 
     month = parse_month(args.month)
     fmt = output_format(args.format, args.out)
     if args.top < 1:
         raise VoicebotError(f"--top: must be at least 1, got {args.top}")
     settings = load_settings(args.config)
-    directory = load_directory(settings)
+    directory = platform_directory(settings)  # every tenant's departments: transfers are named
     # outcomes name the dialplan target without its "dept-" prefix (store.recorder.transfer_outcome)
     departments = {d.target.removeprefix("dept-"): d.name for d in directory.departments.values()}
     human = directory.departments.get(HUMAN)
     human_target = human.target.removeprefix("dept-") if human else HUMAN_TARGET
-    db = open_readonly(settings.path(store_config(settings).path))
+    try:
+        db = open_readonly(read_source(settings))  # SQLite or PostgreSQL (store/readonly.py)
+    except StoreError as exc:
+        raise VoicebotError(str(exc)) from None
     try:
         report = build_report(db, month, tenant=args.tenant, include_tests=args.include_test_calls,
                               top=args.top, departments=departments, human_target=human_target)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StoreError) as exc:
         raise VoicebotError(f"cannot read the record store: {exc}") from None
     finally:
         db.close()

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -20,7 +21,7 @@ from voicebot.telephony.rtp import CODECS
 
 log = logging.getLogger("voicebot.serve")
 
-PIDFILE = PROJECT_ROOT / "var" / "run" / "voicebot.pid"
+PIDFILE = PROJECT_ROOT / "var" / "run" / "voicebot.pid"  # the default instance's (asterisk.app: voicebot)
 PBX = PROJECT_ROOT / "asterisk" / "pbx"
 IO_WORKERS = 8  # the default executor: store writes, records, TTS cache reads
 
@@ -33,9 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.stop:
-        return stop_running()
     settings = load_settings(args.config)
+    if args.stop:
+        return stop_running(settings.asterisk.app)
     if args.with_pbx:
         subprocess.run([str(PBX), "start"], check=True)
     try:
@@ -46,9 +47,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def stop_running() -> int:
+def pidfile(app: str) -> Path:
+    """One pid file per instance (ARI app name), so two instances on one machine stay apart."""
+    return PIDFILE if app == "voicebot" else PIDFILE.with_name(f"{app}.pid")
+
+
+def stop_running(app: str = "voicebot") -> int:
     try:
-        pid = int(PIDFILE.read_text())
+        pid = int(pidfile(app).read_text())
         os.kill(pid, signal.SIGTERM)
         print(f"sent SIGTERM to voicebot serve (pid {pid})")
     except (OSError, ValueError):
@@ -128,7 +134,9 @@ async def serve(settings: Settings, banner: bool = False) -> None:
     web_app = web.Application()
     pool_sizes = {"io": IO_WORKERS, "asr": settings.section("speech.asr", AsrConfig).worker_count,
                   "chat": settings.section("chat", ChatConfig).workers}
-    web_app.router.add_get("/healthz", lambda r: web.json_response(_health(ari, app, voice, pool_sizes)))
+    instance = instance_info(settings, store)
+    web_app.router.add_get("/healthz", lambda r: web.json_response(_health(ari, app, voice, pool_sizes, instance)))
+    web_app.router.add_get("/readyz", lambda r: _ready(ari))
     web_app.router.add_get("/", _to_chat)
     add_chat_routes(web_app, chat)
     runner = web.AppRunner(web_app, access_log=None)
@@ -151,8 +159,9 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, reload)
-    PIDFILE.parent.mkdir(parents=True, exist_ok=True)
-    PIDFILE.write_text(str(os.getpid()))
+    pid_path = pidfile(a.app)
+    pid_path.parent.mkdir(parents=True, exist_ok=True)
+    pid_path.write_text(str(os.getpid()))
     reader = asyncio.create_task(app.run(), name="ari-reader")
     sender = asyncio.create_task(sms.run(), name="sms-dispatcher")
     purger = asyncio.create_task(_purge_daily(store, settings), name="retention")
@@ -179,7 +188,7 @@ async def serve(settings: Settings, banner: bool = False) -> None:
         if admin is not None:
             await admin.cleanup()
         await asyncio.to_thread(chat.close_all)
-        PIDFILE.unlink(missing_ok=True)
+        pid_path.unlink(missing_ok=True)
 
 
 async def _purge_daily(store, settings: Settings) -> None:
@@ -196,7 +205,28 @@ async def _purge_daily(store, settings: Settings) -> None:
         await asyncio.sleep(24 * 3600)
 
 
-def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int]) -> dict:
+def instance_info(settings: Settings, store) -> dict:
+    """Which instance this is, on which node, and which store it shares (no secrets): for ops
+    looking at several bots and nodes (``/healthz``, ``voicebot doctor``)."""
+    import socket
+
+    from voicebot.store import store_config
+
+    cfg = store_config(settings)
+    describe = getattr(store, "describe", None)
+    return {"app": settings.asterisk.app, "node": socket.gethostname(), "pid": os.getpid(),
+            "ari": settings.asterisk.ari_url,
+            "store": describe() if callable(describe) else {"backend": cfg.backend}}
+
+
+def _ready(ari: AriClient) -> web.Response:
+    """For a load balancer or the platform's monitoring: 200 only when calls can be taken. The
+    models and the knowledge are loaded before this listener starts, so ARI is the open question."""
+    ready = ari.connected.is_set()
+    return web.json_response({"ready": ready}, status=200 if ready else 503)
+
+
+def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int], instance: dict | None = None) -> dict:
     """For ops and load balancers; ``tasks``/``fds``/``threads`` let tests see leaks. The thread
     pools grow on demand up to their size, so a leak shows in ``threads_outside_pools``, and
     ``threads`` never passes that plus ``pool_threads_max``."""
@@ -207,7 +237,8 @@ def _health(ari: AriClient, app: VoicebotApp, voice, pool_sizes: dict[str, int])
 
     prefixes = tuple(f"{name}_" for name in pool_sizes)
     outside = sum(not t.name.startswith(prefixes) for t in threading.enumerate())
-    return {"ari_connected": ari.connected.is_set(), "calls": len(app.calls),
+    return {"ready": ari.connected.is_set(), "instance": instance or {},
+            "ari_connected": ari.connected.is_set(), "calls": len(app.calls),
             "max_calls": voice.config.max_calls, "pending_decodes": voice.gate.pending if voice.gate else 0,
             "test_recognizer": voice.test_recognizer, "tasks": len(asyncio.all_tasks()),
             "fds": len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None,

@@ -24,6 +24,7 @@ from voicebot.dialogue.events import (Action, Ask, AskKind, ChatMessage, Digit, 
                                       Utterance)
 from voicebot.dialogue.texts import ConversationRules, DialogueTexts
 from voicebot.knowledge import HUMAN, Article, KnowledgeBase
+from voicebot.knowledge.tenants import Greeting
 from voicebot.nlu.followup import (choice_index, content_words, followup_topic, is_closing, is_no,
                                    is_yes)
 from voicebot.nlu.matcher import NONE, IntentMatcher, MatchResult
@@ -76,6 +77,8 @@ class Conversation:
 
     channel: Channel
     id: str = ""
+    tenant: str = ""                 # whose number or chat widget it came in on ("": the main number's)
+    answered_by: str | None = None   # the tenant whose article answered first (the record's tenant)
     last_intent: str | None = None
     intents: list[str] = dataclasses.field(default_factory=list)
     pending: Pending | None = None
@@ -105,13 +108,20 @@ class DialogueEngine:
     def start(self, conv: Conversation) -> list[Action]:
         """The greeting. On the phone it names the keypad way out, or, when the human service is
         closed, says so and when it opens."""
+        own = self._greeting(conv.tenant)
         if conv.channel == "chat":
-            return [Say(self.t.greeting_chat)]
-        if self._is_open(conv, HUMAN) is False:
-            schedule = self.kb.directory.schedule(HUMAN) if self.kb.directory else None
+            return [Say(own.chat or self.t.greeting_chat)]
+        human = self.kb.human_for(conv.tenant)
+        if self._is_open(conv, human) is False:
+            schedule = self.kb.directory.schedule(human) if self.kb.directory else None
             opens = schedule.say_next_opening(self._now(conv)) if schedule else "senere"
-            return self._remember(conv, [Say(self.t.greeting_voice_closed.format(opens=opens))])
-        return self._remember(conv, [Say(self.t.greeting_voice)])
+            closed = own.voice_closed or self.t.greeting_voice_closed
+            return self._remember(conv, [Say(closed.format(opens=opens))])
+        return self._remember(conv, [Say(own.voice or self.t.greeting_voice)])
+
+    def _greeting(self, tenant_id: str) -> Greeting:
+        tenant = self.kb.tenant(tenant_id)
+        return tenant.greeting if tenant is not None else Greeting()
 
     def handle(self, conv: Conversation, event: Event) -> list[Action]:
         """React to one event; returns the actions for the channel to perform in order."""
@@ -147,7 +157,7 @@ class DialogueEngine:
             return self._repeat(conv)
         if wants_human(text) and not (conv.pending and conv.pending.kind == "survey"):
             conv.pending = None
-            return self._transfer(conv, HUMAN, "asked")
+            return self._transfer(conv, self.kb.human_for(conv.tenant), "asked")
         if conv.pending is not None:
             pending, conv.pending = conv.pending, None
             actions = self._answer_pending(conv, pending, text)
@@ -164,13 +174,24 @@ class DialogueEngine:
         if result.decision == "none":
             return self._misunderstood(conv)
         if result.decision == "ask":
-            return self._clarify(conv, result)
+            own = self._own_choice(conv, result)
+            if own is None:
+                return self._clarify(conv, result)
+            result = conv.last_result = dataclasses.replace(result, intent=own, decision="answer")
         article = self.kb.by_id[result.intent]
         if topic and topic in article.followups:
             return self._followup(conv, article, topic)
         if article.action.kind != "answer" and result.confidence < self.rules.confirm_transfer_below:
             return self._confirm_topic(conv, article)
         return self._answer(conv, article)
+
+    def _own_choice(self, conv: Conversation, result: MatchResult) -> str | None:
+        """On a tenant's own number (or widget) a close call between its own article and another
+        tenant's goes to its own: that is what its callers most likely mean."""
+        if not conv.tenant or conv.tenant == self.kb.main:
+            return None
+        own = [i for i in result.top_two if self.kb.by_id[i].tenant == conv.tenant]
+        return own[0] if len(own) == 1 else None
 
     @staticmethod
     def _is_followup(conv: Conversation, result: MatchResult, text: str) -> bool:
@@ -248,7 +269,7 @@ class DialogueEngine:
                 if actions is not None:
                     return actions
         if digit == "0":
-            return self._transfer(conv, HUMAN, "keypad")
+            return self._transfer(conv, self.kb.human_for(conv.tenant), "keypad")
         conv.pending = pending
         return [Ask(self.t.unknown_key, "rephrase")]
 
@@ -270,6 +291,7 @@ class DialogueEngine:
     def _answer(self, conv: Conversation, article: Article) -> list[Action]:
         conv.last_intent = article.id
         conv.intents.append(article.id)
+        conv.answered_by = conv.answered_by or article.tenant or None
         conv.misunderstood = 0
         voice = conv.channel == "voice"
         say = Say(article.answer_voice if voice else article.answer_chat, article.id, article.link,
@@ -332,7 +354,7 @@ class DialogueEngine:
             return [Ask(self.t.menu_voice.format(choices=choices), "menu", menu)]
         conv.misunderstood = 0
         return [Say(self.t.give_up_voice if voice else self.t.give_up_chat),
-                *self._transfer(conv, HUMAN, "not_understood", announce=False)]
+                *self._transfer(conv, self.kb.human_for(conv.tenant), "not_understood", announce=False)]
 
     def _menu_options(self) -> tuple[Option, ...]:
         items = [m for m in self.rules.menu if m.article in self.kb.by_id]
@@ -425,6 +447,11 @@ class DialogueEngine:
                 lines.append(t.no_sms.format(link=spoken_address(dept.link)))
             if schedule is not None and dept_id == HUMAN:
                 lines += [t.greeting_voice_closed.format(opens=o) for o in _opening_phrases(schedule)]
+        for tenant in kb.tenants.values():
+            lines += [tenant.greeting.voice]
+            schedule = directory.schedule(tenant.human) if directory else None
+            if tenant.greeting.voice_closed and schedule is not None:
+                lines += [tenant.greeting.voice_closed.format(opens=o) for o in _opening_phrases(schedule)]
         menu = self._misunderstood(Conversation("voice", misunderstood=self.rules.max_misunderstood))
         lines += [a.text for a in menu if isinstance(a, (Say, Ask))]
         return list(dict.fromkeys(line for line in lines if line.strip()))

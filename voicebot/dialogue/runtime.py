@@ -44,7 +44,7 @@ class DialogueRuntime:
 
         old = self.engine.matcher
         try:
-            kb = load_for_settings(self.settings)
+            kb = load_for_settings(self.settings, previous=self.kb)  # a broken tenant keeps its last good set
             matcher = matcher_for_settings(self.settings, kb, old.embeddings.embedder if old.embeddings else None)
             engine = engine_for(self.settings, kb, matcher)
             self._gate(kb, matcher)
@@ -54,21 +54,25 @@ class DialogueRuntime:
             log.error("knowledge reload rejected, keeping the previous knowledge", extra={"error": str(exc)})
             return False, str(exc)
         self.engine = engine
-        log.info("knowledge reloaded", extra={"articles": len(kb.articles)})
-        return True, f"{len(kb.articles)} articles loaded"
+        log.info("knowledge reloaded", extra={"articles": len(kb.articles), "tenants": sorted(kb.tenants)})
+        if kb.broken:
+            kept = "; ".join(f"{t}: {error}" for t, error in kb.broken.items())
+            return False, f"{len(kb.articles)} articles loaded; kept the previous knowledge of {kept}"
+        return True, f"{len(kb.articles)} articles loaded ({len(kb.tenants)} tenants)"
 
 
     def _gate(self, kb, matcher) -> None:
         """The knowledge gate (knowledge/gate.py): a change that lowers accuracy is rejected."""
         from voicebot.config import PROJECT_ROOT
-        from voicebot.knowledge import KnowledgeConfig, knowledge_dir
+        from voicebot.knowledge import KnowledgeConfig
         from voicebot.knowledge.gate import run_gate
 
         if not self.settings.section("knowledge", KnowledgeConfig).gate_on_reload:
             return
-        result = run_gate(matcher, set(kb.ids), knowledge_dir(self.settings), PROJECT_ROOT)
-        if result is not None and not result.ok:
-            raise VoicebotError(f"the knowledge gate failed: {result.message()}")
+        for tenant in kb.tenants.values():
+            result = run_gate(matcher, set(kb.ids), tenant.folder, PROJECT_ROOT)
+            if result is not None and not result.ok:
+                raise VoicebotError(f"the knowledge gate of {tenant.id} failed: {result.message()}")
 
 
 def build_runtime(settings: Settings) -> DialogueRuntime:

@@ -164,7 +164,7 @@ def parse_article(ctx: _Article, departments: set[str] | None, warnings: list[st
         warnings.append(f"{ctx.file}: {art_id}: answer.voice has {words} words (aim for 60 or fewer)")
     recording = ctx.text("recording", required=False, fill=False)
     return Article(
-        id=art_id, tenant=ctx.text("tenant", fill=False), title=ctx.text("title"),
+        id=art_id, tenant=ctx.text("tenant", required=False, fill=False), title=ctx.text("title"),
         examples=_examples(ctx), rules=_rules(ctx), answer_voice=voice,
         answer_chat=ctx.text("answer.chat"), link=ctx.text("link"), sms=ctx.text("sms"),
         action=_action(ctx, departments), followups=_followups(ctx),

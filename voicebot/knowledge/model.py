@@ -9,7 +9,8 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from voicebot.knowledge.departments import Directory
+from voicebot.knowledge.departments import HUMAN, Directory
+from voicebot.knowledge.tenants import Tenant
 
 #: follow-up topics an article may answer ("og hvad koster det?"); the NLU detects them
 FOLLOWUP_TOPICS = ("pris", "tid", "medbring", "hvor", "online", "aabent")
@@ -63,9 +64,20 @@ class KnowledgeBase:
     directory: Directory | None = None
     values: dict[str, str] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
+    tenants: dict[str, Tenant] = dataclasses.field(default_factory=dict)
+    broken: dict[str, str] = dataclasses.field(default_factory=dict)  # tenant -> why it did not load
+    main: str = ""                   # the main number's tenant (knowledge.tenant)
 
     def __post_init__(self) -> None:
         self.by_id = {a.id: a for a in self.articles}
+
+    def tenant(self, tenant_id: str | None) -> Tenant | None:
+        return self.tenants.get(tenant_id or self.main)
+
+    def human_for(self, tenant_id: str | None) -> str:
+        """The department "medarbejder" or 0 reaches for a caller who came in on ``tenant_id``."""
+        tenant = self.tenant(tenant_id)
+        return tenant.human if tenant is not None else HUMAN
 
     def get(self, intent: str) -> Article | None:
         return self.by_id.get(intent)

@@ -1,19 +1,21 @@
 """The report's numbers: SQL counts over the record store, returned as one plain dict (the JSON).
 
-Everything here reads; nothing writes. Counts are done by SQLite (``GROUP BY channel``); only the
-weekday x hour grid converts timestamps in Python, because local time needs the time zone rules.
-See ``definitions`` for what each number means.
+Everything here reads; nothing writes. Counts are done by the database (``GROUP BY channel``); only
+the weekday x hour grid converts timestamps in Python, because local time needs the time zone rules.
+The SQL is SQLite's; on PostgreSQL ``store.readonly.PgReader`` translates what little differs
+(placeholders, ``json_each``, ``GLOB``), so keep anything else portable. See ``definitions`` for
+what each number means.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from voicebot.report.definitions import CHANNELS, HUMAN_TARGET, KPIS, SCOPES, SECTIONS
 from voicebot.report.period import TIMEZONE, Month, local_time
 from voicebot.store.base import timestamp, utc_now
+from voicebot.store.readonly import Reader
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 TRANSFERRED = "transferred:"
@@ -22,6 +24,11 @@ _T = len(TRANSFERRED)
 _FIRST_DECISION = ("(SELECT t.decision FROM turns t WHERE t.conversation_id = c.id AND t.decision <> 'start' "
                    "ORDER BY t.idx LIMIT 1)")
 _IS_TRANSFER = f"substr(c.outcome, 1, {_T}) = '{TRANSFERRED}'"
+
+
+def _count(condition: str) -> str:
+    """Rows meeting ``condition``, in SQL both SQLite (3.30+) and PostgreSQL run."""
+    return f"COUNT(*) FILTER (WHERE {condition})"
 
 
 class Scope:
@@ -43,22 +50,22 @@ def _rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def kpi_block(db: sqlite3.Connection, scope: Scope, human_target: str = HUMAN_TARGET) -> dict[str, dict]:
+def kpi_block(db: Reader, scope: Scope, human_target: str = HUMAN_TARGET) -> dict[str, dict]:
     """``{scope: {kpi key: value}}`` for voice, chat and total."""
     rows = db.execute(
         f"""SELECT c.channel,
                    COUNT(*),
-                   TOTAL(c.outcome IS NOT NULL),
-                   TOTAL(c.outcome = 'resolved'),
-                   TOTAL(c.outcome = 'resolved' AND {_FIRST_DECISION} = 'answer'),
-                   TOTAL({_IS_TRANSFER}),
-                   TOTAL(c.outcome = ?),
-                   TOTAL({_IS_TRANSFER} AND c.outcome <> ?),
-                   TOTAL({_IS_TRANSFER} OR (c.channel = 'voice' AND c.outcome = 'failed')),
-                   TOTAL(c.outcome = 'abandoned'),
-                   TOTAL(c.outcome = 'failed'),
-                   TOTAL(c.survey IS NOT NULL),
-                   TOTAL(c.survey)
+                   {_count("c.outcome IS NOT NULL")},
+                   {_count("c.outcome = 'resolved'")},
+                   {_count(f"c.outcome = 'resolved' AND {_FIRST_DECISION} = 'answer'")},
+                   {_count(_IS_TRANSFER)},
+                   {_count("c.outcome = ?")},
+                   {_count(f"{_IS_TRANSFER} AND c.outcome <> ?")},
+                   {_count(f"{_IS_TRANSFER} OR (c.channel = 'voice' AND c.outcome = 'failed')")},
+                   {_count("c.outcome = 'abandoned'")},
+                   {_count("c.outcome = 'failed'")},
+                   {_count("c.survey IS NOT NULL")},
+                   COALESCE(SUM(c.survey), 0)
             FROM conversations c WHERE {scope.where} GROUP BY c.channel""",
         (TRANSFERRED + human_target, TRANSFERRED + human_target, *scope.params)).fetchall()
     names = ("conversations", "ended", "resolved", "immediate", "transferred", "transferred_human",
@@ -104,21 +111,21 @@ def _by_channel(rows, key_name: str, departments: Mapping[str, str] | None = Non
     return out
 
 
-def transfers_by_department(db: sqlite3.Connection, scope: Scope,
+def transfers_by_department(db: Reader, scope: Scope,
                             departments: Mapping[str, str] | None = None) -> list[dict]:
     rows = db.execute(f"SELECT substr(c.outcome, {_T + 1}), c.channel, COUNT(*) FROM conversations c "
                       f"WHERE {scope.where} AND {_IS_TRANSFER} GROUP BY 1, 2", scope.params).fetchall()
     return _by_channel(rows, "target", departments or {})
 
 
-def top_intents(db: sqlite3.Connection, scope: Scope, top: int) -> list[dict]:
+def top_intents(db: Reader, scope: Scope, top: int) -> list[dict]:
     rows = db.execute(f"SELECT j.value, c.channel, COUNT(DISTINCT c.id) FROM conversations c, "
                       f"json_each(c.intents) j WHERE {scope.where} AND j.value IS NOT NULL GROUP BY 1, 2",
                       scope.params).fetchall()
     return _by_channel(rows, "intent")[:top]
 
 
-def top_unrecognized(db: sqlite3.Connection, scope: Scope, top: int) -> list[dict]:
+def top_unrecognized(db: Reader, scope: Scope, top: int) -> list[dict]:
     """The stored (redacted) texts of turns not understood; nothing else about them is read."""
     rows = db.execute(f"SELECT t.heard, c.channel, COUNT(*) FROM turns t JOIN conversations c "
                       f"ON c.id = t.conversation_id WHERE {scope.where} "
@@ -130,7 +137,7 @@ def top_unrecognized(db: sqlite3.Connection, scope: Scope, top: int) -> list[dic
     return _by_channel(rows, "text")[:top]
 
 
-def volume(db: sqlite3.Connection, scope: Scope) -> dict[str, Any]:
+def volume(db: Reader, scope: Scope) -> dict[str, Any]:
     """Conversations by local weekday (rows, Monday first) and hour (columns 0-23)."""
     grids = {s: [[0] * 24 for _ in WEEKDAYS] for s in SCOPES}
     for channel, started in db.execute(f"SELECT c.channel, c.started_at FROM conversations c "
@@ -141,7 +148,7 @@ def volume(db: sqlite3.Connection, scope: Scope) -> dict[str, Any]:
     return {"weekdays": list(WEEKDAYS), "hours": list(range(24)), **grids}
 
 
-def survey_distribution(db: sqlite3.Connection, scope: Scope) -> dict[str, dict[str, int]]:
+def survey_distribution(db: Reader, scope: Scope) -> dict[str, dict[str, int]]:
     out = {s: {str(n): 0 for n in range(1, 6)} for s in SCOPES}
     for channel, answer, n in db.execute(f"SELECT c.channel, c.survey, COUNT(*) FROM conversations c "
                                          f"WHERE {scope.where} AND c.survey IS NOT NULL GROUP BY 1, 2",
@@ -151,7 +158,7 @@ def survey_distribution(db: sqlite3.Connection, scope: Scope) -> dict[str, dict[
     return out
 
 
-def build_report(db: sqlite3.Connection, month: Month, *, tenant: str | None = None,
+def build_report(db: Reader, month: Month, *, tenant: str | None = None,
                  include_tests: bool = False, top: int = 10, departments: Mapping[str, str] | None = None,
                  human_target: str = HUMAN_TARGET) -> dict[str, Any]:
     """The whole report as a JSON-ready dict. ``departments`` maps a transfer target (as recorded

@@ -1,20 +1,25 @@
 """What the staff pages read from the record store: one tenant's numbers and turns, never more.
 
 The dashboard reuses the monthly report's SQL (``report.kpis``) with a day or month scope; the
-review list is its own small query. The store is opened read-only per request.
+review list is its own small query. The store is opened read-only per request: a SQLite file's
+path, or a ``store.readonly.PgSource`` for PostgreSQL (the same SQL runs on both).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
+import logging
 from pathlib import Path
 from typing import Any
 
 from voicebot.report.kpis import Scope, kpi_block, transfers_by_department, volume
 from voicebot.report.period import LOCAL, Month
-from voicebot.store.base import timestamp
+from voicebot.store import readonly as store_readonly
+from voicebot.store.base import StoreError, timestamp
+from voicebot.store.readonly import PgSource, Reader
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,17 +34,16 @@ class Day:
         return timestamp(start), timestamp(end)
 
 
-def open_readonly(path: Path) -> sqlite3.Connection | None:
-    """The record store read-only, or None when nothing has been recorded yet."""
-    if not path.is_file():
+def open_readonly(source: Path | PgSource) -> Reader | None:
+    """The record store read-only (a SQLite file, or PostgreSQL: ``store.readonly.read_source``),
+    or None when nothing has been recorded yet or it cannot be read (logged)."""
+    if isinstance(source, Path) and not source.is_file():
         return None
-    db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10.0)
     try:
-        db.execute("SELECT 1 FROM conversations LIMIT 1")
-    except sqlite3.Error:
-        db.close()
+        return store_readonly.open_readonly(source)
+    except StoreError as exc:
+        log.warning("record store not readable for the staff pages", extra={"error": str(exc)})
         return None
-    return db
 
 
 def _busiest_hours(grid: dict[str, Any], top: int = 3) -> list[tuple[int, int]]:
@@ -49,7 +53,7 @@ def _busiest_hours(grid: dict[str, Any], top: int = 3) -> list[tuple[int, int]]:
     return [(h, per_hour[h]) for h in ranked[:top]]
 
 
-def dashboard(path: Path, tenant: str, now: dt.datetime, departments: dict[str, str],
+def dashboard(path: Path | PgSource, tenant: str, now: dt.datetime, departments: dict[str, str],
               human_target: str) -> dict[str, Any]:
     """Today and this month (local time) for ``tenant``: KPIs per channel, transfers per
     department, busiest hours. Test calls are left out, as in the monthly report."""
@@ -87,7 +91,7 @@ class ReviewTurn:
     decision: str
 
 
-def review_turns(path: Path, tenant: str, low_confidence: float, limit: int = 50) -> list[ReviewTurn]:
+def review_turns(path: Path | PgSource, tenant: str, low_confidence: float, limit: int = 50) -> list[ReviewTurn]:
     """Turns of ``tenant``'s conversations that did not end resolved where the bot did not
     understand (intent none, or null with a rephrase/menu) or was unsure (confidence below ``low_confidence``), newest
     first. Events ("(stilhed)") and key presses ("[5]") are left out; test calls too."""
@@ -110,7 +114,7 @@ def review_turns(path: Path, tenant: str, low_confidence: float, limit: int = 50
     return [ReviewTurn(*r) for r in rows]
 
 
-def find_turn(path: Path, tenant: str, conversation_id: str, index: int) -> str | None:
+def find_turn(path: Path | PgSource, tenant: str, conversation_id: str, index: int) -> str | None:
     """The stored (redacted) text of one turn, only if it is ``tenant``'s."""
     db = open_readonly(path)
     if db is None:

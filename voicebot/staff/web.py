@@ -26,6 +26,7 @@ from voicebot.staff.proposals import propose_example
 from voicebot.staff.users import DEFAULT_PATH, StaffUsers
 
 if TYPE_CHECKING:
+    from voicebot.store.readonly import PgSource
     from voicebot.config import Settings
     from voicebot.dialogue.runtime import DialogueRuntime
 
@@ -47,7 +48,7 @@ KPI_ROWS = (("conversations", "Samtaler"), ("resolved", "Løst uden medarbejder"
 @dataclasses.dataclass
 class StaffSite:
     settings: Settings
-    store_path: Path
+    store_path: Path | PgSource   # the record store, read-only (store/readonly.py): SQLite or PostgreSQL
     runtime: DialogueRuntime
     users: StaffUsers
     knowledge_root: Path
@@ -55,13 +56,6 @@ class StaffSite:
     sessions: Sessions = dataclasses.field(default_factory=Sessions)
     limiter: LoginLimiter = dataclasses.field(default_factory=LoginLimiter)
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
-
-    @property
-    def tenant(self) -> str:
-        """The tenant whose knowledge this process serves (the matcher's, for explanations)."""
-        from voicebot.knowledge import KnowledgeConfig
-
-        return self.settings.section("knowledge", KnowledgeConfig).tenant
 
     @property
     def low_confidence(self) -> float:
@@ -73,15 +67,15 @@ class StaffSite:
 
 
 def add_staff_routes(app: web.Application, *, settings: Settings, runtime: DialogueRuntime,
-                     store_path: Path | None = None, users: StaffUsers | None = None,
+                     store_path: Path | PgSource | None = None, users: StaffUsers | None = None,
                      knowledge_root: Path | None = None) -> StaffSite:
     """Mount ``/staff`` on ``app`` (the admin listener, never the public chat port)."""
     from voicebot.knowledge import KnowledgeConfig
-    from voicebot.store import store_config
+    from voicebot.store.readonly import read_source
 
     knowledge = settings.section("knowledge", KnowledgeConfig)
     site = StaffSite(settings=settings, runtime=runtime,
-                     store_path=store_path or settings.path(store_config(settings).path),
+                     store_path=store_path or read_source(settings),
                      users=users or StaffUsers(settings.path(DEFAULT_PATH)),
                      knowledge_root=knowledge_root or settings.path(knowledge.directory),
                      secure_cookies=settings.web.admin_secure_cookies)
@@ -250,7 +244,8 @@ th,td{{border:1px solid #999;padding:.2rem .5rem;text-align:left}}.error{{color:
     # -- review --------------------------------------------------------------------------------
 
     def _serves(self, session: Session) -> bool:
-        return session.user.tenant == self.site.tenant
+        """This process holds the user's tenant's knowledge (explanations and proposals need it)."""
+        return session.user.tenant in self.site.runtime.kb.tenants
 
     async def review(self, request: web.Request) -> web.Response:
         session = self._user_session(request)
@@ -273,6 +268,7 @@ th,td{{border:1px solid #999;padding:.2rem .5rem;text-align:left}}.error{{color:
         if not turns:
             parts.append("<p>Intet at gennemgå.</p>")
         titles = {a.id: a.title for a in engine.kb.articles}
+        own = {a.id: a.title for a in engine.kb.articles if a.tenant == session.user.tenant}
         for n, turn in enumerate(turns):
             parts.append(f"<section class='turn' aria-labelledby='t{n}'><h2 id='t{n}'>“{_e(turn.heard)}”</h2>"
                          f"<p>{_e(turn.at)} · {_e(dict(CHANNELS).get(turn.channel, turn.channel))} · "
@@ -282,7 +278,7 @@ th,td{{border:1px solid #999;padding:.2rem .5rem;text-align:left}}.error{{color:
             if serves:
                 ex = why[n]
                 parts.append(_explanation(ex, titles, heading_level=3, show_answer=False))
-                parts.append(_propose_form(session, turn, ex, titles, n))
+                parts.append(_propose_form(session, turn, ex, own, n))
             parts.append("</section>")
         return self._page("Gennemgang", "\n".join(parts), session)
 
@@ -296,7 +292,9 @@ th,td{{border:1px solid #999;padding:.2rem .5rem;text-align:left}}.error{{color:
             raise web.HTTPBadRequest(text="turn: not a number", headers=HEADERS) from None
         conversation = str(form.get("conversation", ""))[:64]
         engine = self.site.runtime.engine
-        if not self._serves(session) or article not in engine.kb.by_id:
+        # a proposal goes to the user's own tenant's article: no editing another tenant's knowledge
+        if not self._serves(session) or article not in engine.kb.by_id or \
+                engine.kb.by_id[article].tenant != user.tenant:
             raise web.HTTPBadRequest(text="Ukendt artikel. / Unknown article.", headers=HEADERS)
         text = await asyncio.to_thread(queries.find_turn, self.site.store_path, user.tenant, conversation, index)
         if text is None:  # not there, or another tenant's: the same answer

@@ -1,8 +1,9 @@
 """What a conversation store keeps, and the interface every backend implements.
 
-SQLite is the default (one machine); a PostgreSQL backend for several bot instances will implement
-the same ``Store`` protocol. Records hold no audio, no full transcript, no phone number and no CPR
-number: texts are redacted by the backend before they are written, whatever the caller did.
+SQLite is the default (one machine); PostgreSQL (``postgres.py``) serves several bot instances
+sharing one database. Both implement the ``Store`` protocol with the same behaviour. Records hold
+no audio, no full transcript, no phone number and no CPR number: texts are redacted by the backend
+before they are written, whatever the caller did.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import datetime as dt
 from typing import Any, Protocol
 
 from voicebot.errors import VoicebotError
+from voicebot.privacy import redact
 
 CHANNELS = ("voice", "chat")
 SMS_STATUSES = ("queued", "sent", "failed")
@@ -31,6 +33,15 @@ def timestamp(when: dt.datetime) -> str:
     """UTC ISO 8601 with milliseconds: one fixed width, so text order is time order."""
     when = when.astimezone(dt.timezone.utc)
     return f"{when:%Y-%m-%dT%H:%M:%S}.{when.microsecond // 1000:03d}Z"
+
+
+def clean(text: str | None) -> str | None:
+    """Redacted text, or None: every text a backend writes goes through here or ``redact``."""
+    return None if text is None else redact(text)
+
+
+def clean_timings(timings: dict[str, int] | None) -> dict[str, int]:
+    return {str(k): int(v) for k, v in (timings or {}).items()}
 
 
 @dataclasses.dataclass
@@ -92,6 +103,16 @@ class SmsMessage:
         return out
 
 
+# the outbox columns both backends select, in ``sms_from_row``'s order
+SMS_COLUMNS = ("id, conversation_id, number, text, article_id, status, attempts, idempotency_key, "
+               "created_at, sent_at, last_error")
+
+
+def sms_from_row(r: tuple | list) -> SmsMessage:
+    return SmsMessage(id=r[0], conversation_id=r[1], number=r[2], text=r[3], article_id=r[4], status=r[5],
+                      attempts=r[6], idempotency_key=r[7], created_at=r[8], sent_at=r[9], last_error=r[10])
+
+
 class Store(Protocol):
     """Conversation records and the SMS outbox. Methods are blocking: call them from a worker
     thread (``asyncio.to_thread``) in async code. Backends must be safe to use from several threads."""
@@ -105,7 +126,9 @@ class Store(Protocol):
     def add_timings(self, conversation_id: str, index: int, timings: dict[str, int]) -> None: ...
 
     def finish_conversation(self, conversation_id: str, outcome: str, survey: int | None = None,
-                            intents: list[str] | None = None) -> None: ...
+                            intents: list[str] | None = None, *, tenant: str | None = None) -> None:
+        """``tenant``: the tenant that answered, when not the one the conversation came in on."""
+        ...
 
     def get(self, conversation_id: str) -> ConversationRecord | None: ...
 

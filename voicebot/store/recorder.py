@@ -153,8 +153,11 @@ class Recorder:
                 outcome = "abandoned" if state in ("open", "transferred") else state
         survey = getattr(conv, "survey", None)
         intents = list(getattr(conv, "intents", None) or [])
+        # the platform answers across tenants: the record belongs to the tenant whose article answered
+        tenant = getattr(conv, "answered_by", None)
         count_conversation(self._channel, outcome)
-        self._write("finish", lambda: self._store.finish_conversation(self._id, outcome, survey, intents))
+        self._write("finish", lambda: self._store.finish_conversation(self._id, outcome, survey, intents,
+                                                                      tenant=tenant))
 
     def _write(self, what: str, op) -> None:
         if not self._ok:

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from voicebot.privacy import redact
-from voicebot.store.base import (CHANNELS, ConversationRecord, SmsMessage, StoreError, Turn,
-                                 timestamp, utc_now)
+from voicebot.store.base import (CHANNELS, SMS_COLUMNS, ConversationRecord, SmsMessage, StoreError, Turn,
+                                 clean, clean_timings, sms_from_row, timestamp, utc_now)
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,6 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sms_outbox_created ON sms_outbox(created_at);
     """,
 ]
-
-_SMS_COLUMNS = ("id, conversation_id, number, text, article_id, status, attempts, idempotency_key, "
-                "created_at, sent_at, last_error")
-
 
 class SqliteStore:
     """``Store`` on one SQLite file; safe to share between threads."""
@@ -138,6 +134,10 @@ class SqliteStore:
                 db.execute(f"PRAGMA user_version = {number}")
             log.info("record store schema upgraded", extra={"path": str(self.path), "version": number})
 
+    def describe(self) -> dict[str, str]:
+        """Which store this is, for ops (/healthz, doctor)."""
+        return {"backend": "sqlite", "where": str(self.path)}
+
     def schema_version(self) -> int:
         with self._read() as db:
             return int(db.execute("PRAGMA user_version").fetchone()[0])
@@ -165,7 +165,7 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("INSERT INTO conversations (id, ref, channel, tenant, started_at, caller_hash, "
                        "caller_tail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (cid, _clean(ref), channel, tenant, self._ts(), caller_hash, caller_tail))
+                       (cid, clean(ref), channel, tenant, self._ts(), caller_hash, caller_tail))
         return cid
 
     def add_turn(self, conversation_id: str, turn: Turn) -> None:
@@ -173,9 +173,9 @@ class SqliteStore:
             db.execute("INSERT INTO turns (conversation_id, idx, at, heard, intent, confidence, decision, "
                        "said, timings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (conversation_id, turn.index, turn.at or self._ts(), redact(turn.heard),
-                        _clean(turn.intent), turn.confidence, redact(turn.decision),
+                        clean(turn.intent), turn.confidence, redact(turn.decision),
                         json.dumps([redact(s) for s in turn.said], ensure_ascii=False),
-                        json.dumps(_timings(turn.timings))))
+                        json.dumps(clean_timings(turn.timings))))
 
     def add_timings(self, conversation_id: str, index: int, timings: dict[str, int]) -> None:
         with self._tx() as db:
@@ -183,20 +183,20 @@ class SqliteStore:
                              (conversation_id, index)).fetchone()
             if row is None:
                 return
-            merged = {**json.loads(row[0]), **_timings(timings)}
+            merged = {**json.loads(row[0]), **clean_timings(timings)}
             db.execute("UPDATE turns SET timings = ? WHERE conversation_id = ? AND idx = ?",
                        (json.dumps(merged), conversation_id, index))
 
     def finish_conversation(self, conversation_id: str, outcome: str, survey: int | None = None,
-                            intents: list[str] | None = None) -> None:
+                            intents: list[str] | None = None, *, tenant: str | None = None) -> None:
         if survey is not None and not 1 <= survey <= 5:
             raise ValueError(f"survey must be 1-5, got {survey}")
         with self._tx() as db:
             db.execute("UPDATE conversations SET ended_at = ?, outcome = ?, survey = ?, "
-                       "intents = COALESCE(?, intents) WHERE id = ?",
-                       (self._ts(), _clean(outcome), survey,
-                        None if intents is None else json.dumps([_clean(i) for i in intents]),
-                        conversation_id))
+                       "intents = COALESCE(?, intents), tenant = COALESCE(?, tenant) WHERE id = ?",
+                       (self._ts(), clean(outcome), survey,
+                        None if intents is None else json.dumps([clean(i) for i in intents]),
+                        tenant, conversation_id))
 
     def get(self, conversation_id: str) -> ConversationRecord | None:
         found = self._conversations("WHERE id = ?", (conversation_id,))
@@ -262,12 +262,12 @@ class SqliteStore:
         one lets the lease run out; the retry reuses the idempotency key, so nothing goes twice."""
         now = self._ts()
         with self._tx() as db:
-            rows = db.execute(f"SELECT {_SMS_COLUMNS} FROM sms_outbox WHERE status = 'queued' "
+            rows = db.execute(f"SELECT {SMS_COLUMNS} FROM sms_outbox WHERE status = 'queued' "
                               "AND next_attempt_at <= ? AND (claimed_until IS NULL OR claimed_until <= ?) "
                               "ORDER BY created_at LIMIT ?", (now, now, max(0, limit))).fetchall()
             db.executemany("UPDATE sms_outbox SET claimed_until = ? WHERE id = ?",
                            [(self._ts(lease_s), r[0]) for r in rows])
-        return [_sms(r) for r in rows]
+        return [sms_from_row(r) for r in rows]
 
     def mark_sms_sent(self, sms_id: str, attempts: int) -> None:
         self._settle(sms_id, "sent", attempts, None)
@@ -282,7 +282,7 @@ class SqliteStore:
                        "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END, "
                        "last_error = COALESCE(?, last_error), claimed_until = NULL "
                        "WHERE id = ? AND status = 'queued'",
-                       (status, attempts, status, self._ts(), _clean(error), sms_id))
+                       (status, attempts, status, self._ts(), clean(error), sms_id))
         self._checkpoint()
 
     def defer_sms(self, sms_id: str, seconds: float, attempts: int, error: str | None = None) -> None:
@@ -290,7 +290,7 @@ class SqliteStore:
         with self._tx() as db:
             db.execute("UPDATE sms_outbox SET attempts = ?, next_attempt_at = ?, claimed_until = NULL, "
                        "last_error = COALESCE(?, last_error) WHERE id = ? AND status = 'queued'",
-                       (attempts, self._ts(seconds), _clean(error), sms_id))
+                       (attempts, self._ts(seconds), clean(error), sms_id))
 
     def release_deferred_sms(self) -> int:
         """Make every queued message due now (a real gateway starts after the log gateway held them)."""
@@ -301,19 +301,7 @@ class SqliteStore:
 
     def sms_for(self, conversation_id: str) -> list[SmsMessage]:
         with self._read() as db:
-            rows = db.execute(f"SELECT {_SMS_COLUMNS} FROM sms_outbox WHERE conversation_id = ? "
+            rows = db.execute(f"SELECT {SMS_COLUMNS} FROM sms_outbox WHERE conversation_id = ? "
                               "ORDER BY created_at", (conversation_id,)).fetchall()
-        return [_sms(r) for r in rows]
+        return [sms_from_row(r) for r in rows]
 
-
-def _clean(text: str | None) -> str | None:
-    return None if text is None else redact(text)
-
-
-def _timings(timings: dict[str, int] | None) -> dict[str, int]:
-    return {str(k): int(v) for k, v in (timings or {}).items()}
-
-
-def _sms(r: tuple) -> SmsMessage:
-    return SmsMessage(id=r[0], conversation_id=r[1], number=r[2], text=r[3], article_id=r[4], status=r[5],
-                      attempts=r[6], idempotency_key=r[7], created_at=r[8], sent_at=r[9], last_error=r[10])

@@ -64,7 +64,8 @@ class _Turns:
     def __init__(self, owner: VoiceDialogue, call: Call) -> None:
         self.owner = owner
         self.call = call
-        self.conv = Conversation("voice", call.id, can_sms=danish_mobile(call.caller) is not None,
+        self.conv = Conversation("voice", call.id, tenant=call.tenant,
+                                 can_sms=danish_mobile(call.caller) is not None,
                                  human_open=call.human_open, clock=call.clock)
         self.recorder = None
         self.answering = False  # an article answer is playing: a hang-up now means "abandoned"
