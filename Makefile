@@ -16,7 +16,7 @@ DEB_PACKAGES += kamailio
 STAMP := $(VENV)/.installed
 SECRETS ?= asterisk/secrets.env
 
-.PHONY: setup deps venv asterisk models run stop test secrets clean help
+.PHONY: setup deps venv asterisk models run stop test secrets clean help install uninstall
 
 help:
 	@echo "make run    - install what is missing, start Asterisk + the bot + web chat (Ctrl-C stops)"
@@ -24,6 +24,8 @@ help:
 	@echo "make setup  - install only (venv, Debian packages, Asterisk chroot, models)"
 	@echo "make stop   - stop a system started in the background"
 	@echo "make secrets - print the SIP accounts' passwords (from asterisk/secrets.env)"
+	@echo "make install   - install and enable the systemd units for Asterisk and the bot (not started)"
+	@echo "make uninstall - stop, disable and remove them (the user and the data stay)"
 
 setup: deps venv asterisk models
 
@@ -72,6 +74,12 @@ secrets:
 	  while read -r account password; do \
 	    printf '  %-24s %s\n' "$$(echo "$$account" | tr 'A-Z_' 'a-z-')" "$$password"; \
 	  done
+
+install: setup
+	@$(VENV)/bin/voicebot install
+
+uninstall:
+	@$(VENV)/bin/voicebot install --uninstall
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -15,7 +15,7 @@ import sys
 from voicebot.errors import VoicebotError
 
 # top-level commands: name -> module
-COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "store", "report"]
+COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "store", "report", "install"]
 # grouped commands: group -> modules that each register one sub-subcommand
 GROUPS = {
     "eval": ["eval_asr", "eval_intents", "eval_closed"],

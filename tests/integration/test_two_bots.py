@@ -16,14 +16,15 @@ import time
 import pytest
 
 from tests.integration.telephony import OPEN_TIME, BotProcess, cli, set_clock, sip_password, wait_for
-from tests.integration.test_phone_conversation import _scripted, _tone
+from tests.integration.test_phone_conversation import SHORT_GREETING, _scripted, _tone
 from voicebot.sip.caller import AgentPhone, CallScript, place_call
 from voicebot.sip.script import Step
 
 pytestmark = pytest.mark.integration
 
 APPS = ("voicebot", "voicebot-2")
-SHORT = [Step(wait_bot=True), Step(say="Jeg har mistet mit pas"), Step(wait_bot=True), Step(hangup=True)]
+# enough to show which instance took the call and that it recorded it in the shared store
+SHORT = [Step(wait=2.0), Step(hangup=True)]
 
 
 def _started(bot: BotProcess) -> int:
@@ -37,12 +38,18 @@ def two_bots(asterisk, pg_schema, tmp_path):
     bots = []
     for app in APPS:
         (tmp_path / app).mkdir()
-        bots.append(BotProcess(tmp_path / app, "speech:\n  asr:\n    engine: script\n", env=env, app=app, store=store))
+        bots.append(BotProcess(tmp_path / app, "speech:\n  asr:\n    engine: script\n" + SHORT_GREETING,
+                               env=env, app=app, store=store))
     cli(f"dialplan set global VOICEBOT_APPS {'&'.join(APPS)}")
     cli("dialplan set global VOICEBOT_TURN 0")  # the next call goes to the second app
     try:
+        starting = [threading.Thread(target=bot.start) for bot in bots]  # both load at once
+        for t in starting:
+            t.start()
+        for t in starting:
+            t.join()
         for bot in bots:
-            bot.start()
+            assert bot.proc is not None and bot.ari_connected(), f"{bot.app} did not start:\n{bot.log()}"
         yield bots, pg_schema
     finally:
         cli("dialplan set global VOICEBOT_APPS voicebot")  # as dialplans/00-globals.conf has it
@@ -82,7 +89,7 @@ def test_two_instances_share_calls_and_store_and_a_killed_one_hands_over(two_bot
         refs.append(ref)
     assert (_started(first), _started(second)) == (1, 1), "calls were not spread over both instances"
     records = _records(pg_schema, refs)
-    assert all(r.outcome and "pas-mistet" in r.intents for r in records.values())
+    assert all(r.outcome == "abandoned" and r.turns for r in records.values())
 
     # a live call on the second instance when it is killed: the dead-man timer takes it to a human
     box: dict = {}
@@ -114,4 +121,4 @@ def test_two_instances_share_calls_and_store_and_a_killed_one_hands_over(two_bot
     before = _started(first)
     ref, report = asyncio.run(_scripted(SHORT, "+4520123456", 40.0))
     assert report.answered and _started(first) == before + 1
-    assert _records(pg_schema, [ref])[ref].intents == ["pas-mistet"]  # the bot answered: no fail-open
+    assert _records(pg_schema, [ref])[ref].turns  # the bot took it (no fail-open) and recorded it

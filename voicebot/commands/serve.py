@@ -285,6 +285,7 @@ def print_banner(settings: Settings) -> None:
   kk-voicebot is running.  Ctrl-C stops the bot and Asterisk.
 
   Main number           33663366   (short alias 1000; 2000 = human queue directly)
+  A tenant's own number 33663300   (Børne- og Ungdomsforvaltningen, knowledge/buf/)
   Softphone account     sip:softphone@127.0.0.1:5060   user softphone
   Human agent account   sip:agent1@127.0.0.1:5060      user agent1
   SIP passwords         one per account, in asterisk/secrets.env (`make secrets` shows them)

@@ -37,7 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from voicebot.config import load_settings
     from voicebot.staff.users import DEFAULT_PATH, StaffUsers
 
-    path = args.db or load_settings(args.config).path(DEFAULT_PATH)
+    from voicebot.knowledge import knowledge_root
+    from voicebot.knowledge.tenants import tenant_folders
+
+    settings = load_settings(args.config)
+    path = args.db or settings.path(DEFAULT_PATH)
+    tenants = [p.name for p in tenant_folders(knowledge_root(settings))]
+    if args.tenant not in tenants:  # a typo would show an empty dashboard: say so, but allow it
+        print(f"warning: tenant {args.tenant!r} has no folder under {knowledge_root(settings)} "
+              f"(tenants: {', '.join(tenants)}); the user sees only records of that name", file=sys.stderr)
     password = read_password(args.password_stdin)
     users = StaffUsers(path)
     try:
