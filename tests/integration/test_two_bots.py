@@ -9,14 +9,19 @@ Real Asterisk, real SIP calls, real PostgreSQL; the words come from the declared
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from tests.integration.telephony import OPEN_TIME, BotProcess, cli, set_clock, sip_password, wait_for
 from tests.integration.test_phone_conversation import SHORT_GREETING, _scripted, _tone
+from voicebot.config import secret
 from voicebot.sip.caller import AgentPhone, CallScript, place_call
 from voicebot.sip.script import Step
 
@@ -55,6 +60,24 @@ def two_bots(asterisk, pg_schema, tmp_path):
         cli("dialplan set global VOICEBOT_APPS voicebot")  # as dialplans/00-globals.conf has it
         for bot in bots:
             bot.stop()
+        # a killed instance's bridge waits for that instance to come back (its reconcile deletes it);
+        # this one will not: delete it so the next tests start from an empty Asterisk
+        for bridge in _ari("GET", "/applications/voicebot-2").get("bridge_ids", []):
+            _ari("DELETE", f"/bridges/{bridge}")
+
+
+def _ari(method: str, path: str) -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:8088/ari{path}", method=method)
+    token = base64.b64encode(f"voicebot:{secret('ARI_PASSWORD')}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as reply:
+            body = reply.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return {}
+        raise
+    return json.loads(body) if body else {}
 
 
 def _records(pg_schema, refs: list[str]):
