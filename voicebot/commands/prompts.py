@@ -65,10 +65,11 @@ def build(args: argparse.Namespace) -> int:
 
 
 def load_knowledge_base(settings: Settings, directory: Path | None):
-    """The knowledge whose answers (and department lines) are pre-synthesized."""
-    from voicebot.knowledge import knowledge_dir, load_knowledge
+    """The knowledge whose answers (and department lines) are pre-synthesized: every tenant's, as
+    `voicebot serve` loads it, or the one folder ``directory``."""
+    from voicebot.knowledge import load_for_settings
 
-    return load_knowledge(directory or knowledge_dir(settings), settings)
+    return load_for_settings(settings, directory)
 
 
 def say(args: argparse.Namespace) -> int:
