@@ -217,6 +217,9 @@ def test_medarbejder_in_opening_hours_says_the_queue_and_reaches_agent1(flow_bot
     assert record["outcome"] == "transferred:human-queue"
     assert len(phones[0].answered) == 1, "agent1 was not rung"
     assert "'queue status said'" in flow_bot.log() and "Der er ingen foran dig" in flow_bot.log()
+    # agent1 answered: AMI's AgentConnect named the record (VOICEBOT_RECORD), which the bot marked
+    assert record["staff_reached_at"] and record["staff_queue"] == "borgerservice", flow_bot.log()[-3000:]
+    assert record["staff_reached_at"] > record["started_at"]
 
 
 def test_keypad_zero_goes_to_the_human_queue(flow_bot):

@@ -91,6 +91,7 @@ def add(store: SqliteStore, clock: Clock, start: dt.datetime, channel: str, turn
 def fill(store, clock: Clock) -> None:
     """The known data set: the same on every backend (seeded)."""
     rng = random.Random(20260201)
+    answers = random.Random(12)  # which transferred (or failed, fail-open) calls an agent answered
     first, last = dt.datetime(2026, 1, 10, tzinfo=UTC), dt.datetime(2026, 3, 10, tzinfo=UTC)
     span = int((last - first).total_seconds())
     for _ in range(400):
@@ -98,7 +99,12 @@ def fill(store, clock: Clock) -> None:
         channel = rng.choice(["voice", "voice", "chat"])
         tenant = "kff" if rng.random() < 0.85 else "frb"
         ref = f"test-{rng.randrange(10**6)}" if rng.random() < 0.08 else None
-        add(store, clock, start, channel, *scenario(rng, channel), tenant=tenant, ref=ref)
+        cid = add(store, clock, start, channel, *scenario(rng, channel), tenant=tenant, ref=ref)
+        outcome = store.get(cid).outcome or ""
+        if channel == "voice" and (outcome.startswith("transferred:") or outcome == "failed") \
+                and answers.random() < 0.6:
+            clock.now = start + dt.timedelta(minutes=4)
+            store.mark_reached_staff(cid, "borgerservice")
     # the month's edges in local time
     edges = [dt.datetime(2026, 1, 31, 22, 59, 59, 999000, tzinfo=UTC),  # Jan 31 23:59:59.999 CET: January
              dt.datetime(2026, 1, 31, 23, 0, tzinfo=UTC),                 # Feb 1 00:00 CET: February
@@ -306,6 +312,23 @@ def test_every_number_equals_an_independent_sql_count(db, site, tmp_path, tenant
             dist[str(answer)] = n
         assert report["survey"][channel] == dist
 
+    # phone calls per local day (February is CET throughout: UTC+1), zero days included
+    where, params = scope_sql(FEB, tenant, tests, "voice")
+    by_day = {row[0]: row[1:] for row in db.execute(
+        "SELECT date(started_at, '+1 hours'), COUNT(*), COUNT(*) FILTER (WHERE outcome LIKE 'transferred:%'), "
+        f"COUNT(staff_reached_at) FROM conversations WHERE {where} GROUP BY 1", params)}
+    want = [{"date": f"2026-02-{d:02d}", **dict(zip(("calls", "transferred", "answered_by_staff"),
+                                                    by_day.get(f"2026-02-{d:02d}", (0, 0, 0))))}
+            for d in range(1, 29)]
+    daily = report["calls_by_day"]
+    assert daily["days"] == want
+    assert daily["total"] == {k: sum(r[k] for r in want) for k in ("calls", "transferred", "answered_by_staff")}
+    assert daily["total"]["calls"] == current["voice"]["conversations"]
+    assert daily["total"]["transferred"] == current["voice"]["transferred"]
+    assert 0 < daily["total"]["answered_by_staff"] < current["voice"]["reached_staff"]
+    edges = [r for r in want if r["date"] in ("2026-02-01", "2026-02-28")]
+    assert all(r["calls"] for r in edges)  # the local-midnight edge calls land on the first and last day
+
 
 def test_month_edges_are_local_midnight(db, site, tmp_path):
     report = run_json(site, tmp_path)
@@ -385,6 +408,9 @@ def test_csv_has_one_row_per_number(site, tmp_path):
     assert kpi[("automation_rate", "total")]["previous"] == str(report["previous"]["kpis"]["total"]["automation_rate"])
     volume = [r for r in rows if r["section"] == "volume" and r["channel"] == "total"]
     assert len(volume) == 7 * 24 and sum(int(r["value"]) for r in volume) == report["kpis"]["total"]["conversations"]
+    daily = {(r["item"], r["label"]): r["value"] for r in rows if r["section"] == "calls_by_day"}
+    assert len(daily) == 3 * (28 + 1)
+    assert daily[("total", "answered_by_staff")] == str(report["calls_by_day"]["total"]["answered_by_staff"])
     items = {r["item"] for r in rows if r["section"] == "top_unrecognized"}
     assert "'=SUM(A1)" in items and "=SUM(A1)" not in items  # no formula for a spreadsheet
 

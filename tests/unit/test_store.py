@@ -206,6 +206,78 @@ def test_finish_may_give_the_record_to_the_tenant_that_answered(store):
     assert (store.get(a).tenant, store.get(b).tenant) == ("buf", "kff")
 
 
+def test_reached_staff_is_marked_once_with_the_queue_and_nothing_else(backend):
+    clock = Clock()
+    store = backend.open(now=clock)
+    try:
+        live = store.start_conversation(channel="voice", tenant="kff", caller_hash="h", caller_tail="56")
+        other = store.start_conversation(channel="voice", tenant="kff")
+        answered_at = clock.now = clock.now + dt.timedelta(minutes=2)
+        assert store.mark_reached_staff(live, "borgerservice") is True  # the agent may answer before the record ends
+        clock.now += dt.timedelta(minutes=1)
+        store.finish_conversation(live, "transferred:human-queue")
+        assert store.mark_reached_staff(live, "pladsanvisning") is False  # a second answer keeps the first
+        assert store.mark_reached_staff("0" * 32, "borgerservice") is False  # not this store's record
+        record = store.get(live)
+        assert (record.staff_reached_at, record.staff_queue) == (timestamp(answered_at), "borgerservice")
+        assert record.outcome == "transferred:human-queue" and record.caller_tail == "56"
+        assert (store.get(other).staff_reached_at, store.get(other).staff_queue) == (None, None)
+        assert record.as_dict()["staff_reached_at"] == timestamp(answered_at)
+    finally:
+        store.close()
+
+
+def test_the_reached_staff_columns_come_with_a_new_migration(backend, monkeypatch):
+    """A store made before them (schema 1) is upgraded in place; its old records are unmarked."""
+    full = backend.module.MIGRATIONS
+    monkeypatch.setattr(backend.module, "MIGRATIONS", full[:1])
+    old = backend.open()
+    cid = old.start_conversation(channel="voice", tenant="kff")
+    old.finish_conversation(cid, "transferred:human-queue")
+    old.close()
+    monkeypatch.setattr(backend.module, "MIGRATIONS", full)
+    new = backend.open()
+    try:
+        assert new.schema_version() == len(full) >= 2
+        assert new.get(cid).staff_reached_at is None
+        assert new.mark_reached_staff(cid, "borgerservice") and new.get(cid).staff_queue == "borgerservice"
+    finally:
+        new.close()
+
+
+async def test_an_agent_answering_a_handed_back_call_marks_its_record(store):
+    """The bot's AMI listener: AgentConnect carrying VOICEBOT_RECORD (manager.conf channelvars)
+    marks that record; an event without it (a call the bot never had) or with junk marks nothing."""
+    from panoramisk.message import Message
+
+    from voicebot.telephony.conversations import VoiceDialogue
+
+    class Ami:
+        def __init__(self) -> None:
+            self.listeners: dict = {}
+
+        def on_event(self, name, callback) -> None:
+            self.listeners.setdefault(name, []).append(callback)
+
+    ami = Ami()
+    VoiceDialogue(None, store=store, ami=ami)
+    [listen] = ami.listeners["AgentConnect"]
+    cid = store.start_conversation(channel="voice", tenant="kff")
+    plain = store.start_conversation(channel="voice", tenant="kff")
+
+    def event(**headers) -> Message:
+        return Message({"Event": "AgentConnect", "Queue": "borgerservice", "CallerIDNum": "4520123456",
+                        "Interface": "Local/agent1@queue-members/n", **headers})
+
+    await listen(event(ChanVariable="OTHER=1", DestChanVariable=["X=2", "VOICEBOT_RECORD="]))
+    await listen(event(ChanVariable="VOICEBOT_RECORD=../../etc"))
+    await listen(event(ChanVariable=["OTHER=1", f"VOICEBOT_RECORD={cid}"]))
+    record = store.get(cid)
+    assert record.staff_reached_at is not None and record.staff_queue == "borgerservice"
+    assert store.get(plain).staff_reached_at is None
+    assert "4520123456" not in repr(record.as_dict())  # the event's caller number is not kept
+
+
 def test_purge_deletes_old_records_and_outbox_rows(backend):
     clock = Clock()
     s = backend.open(now=clock)

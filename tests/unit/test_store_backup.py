@@ -15,7 +15,7 @@ from voicebot import cli
 from voicebot.config import load_settings
 from voicebot.store.backup import BackupError, backup_sqlite, processes_using, restore, restore_sqlite
 from voicebot.store.base import Turn
-from voicebot.store.sqlite import SqliteStore
+from voicebot.store.sqlite import MIGRATIONS, SqliteStore
 
 YES = lambda question: True  # noqa: E731 - the operator's answer
 
@@ -185,7 +185,7 @@ def test_restore_checks_the_backup_and_asks_first(tmp_path):
     questions = []
     assert restore_sqlite(good, live, lambda q: questions.append(q) or False, run) is None
     assert questions == [f"Replace the records in {live} (1 conversations now) with the backup {good} "
-                         "(1 conversations, schema 1)?"]
+                         f"(1 conversations, schema {len(MIGRATIONS)})?"]
 
 
 def test_backup_errors_say_what_is_wrong(tmp_path):

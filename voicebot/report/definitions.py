@@ -61,7 +61,9 @@ KPIS: list[Kpi] = [
         "Transfers to any other target (outcome 'transferred:<department>')."),
     Kpi("reached_staff", "Reached staff", "Henvendelser der stadig når en medarbejder", "count",
         "Transfers (human queue or a department) plus phone calls that ended 'failed': a failing "
-        "call is handed back to the human queue (fail-open), so it reaches staff too."),
+        "call is handed back to the human queue (fail-open), so it reaches staff too. Derived from "
+        "outcomes (sent towards staff); calls_by_day's 'answered_by_staff' counts the calls an agent "
+        "actually answered."),
     Kpi("reached_staff_rate", "Reached staff, rate", "Henvendelser der stadig når en medarbejder", "rate",
         "reached_staff / ended.", headline=True),
     Kpi("abandoned", "Abandoned", "Afbrudt", "count",
@@ -95,6 +97,12 @@ SECTIONS: dict[str, str] = {
                         "A turn belongs to its conversation's month.",
     "volume": "Conversations by weekday (Monday first) and hour of their start, in local time "
               "(Europe/Copenhagen).",
+    "calls_by_day": "Phone calls per day of the month (local time; a call belongs to the day it started), "
+                    "with the month's total: 'calls' (voice conversations), 'transferred' (their outcome "
+                    "starts with 'transferred:') and 'answered_by_staff' (a queue agent answered the call after "
+                    "the bot handed it back: Asterisk's AMI AgentConnect event named the conversation's record, "
+                    "which got staff_reached_at; a transfer nobody answered, or a department reached outside "
+                    "Asterisk's queues, does not count). No phone number is read or stored for this.",
     "survey": "Survey answers 1-5 per channel: how many conversations got each answer.",
     "change": "This month's value minus the previous month's (same tenant and filters); null when either is null.",
 }

@@ -9,6 +9,7 @@ what each number means.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -148,6 +149,28 @@ def volume(db: Reader, scope: Scope) -> dict[str, Any]:
     return {"weekdays": list(WEEKDAYS), "hours": list(range(24)), **grids}
 
 
+def calls_by_day(db: Reader, scope: Scope, month: Month) -> dict[str, Any]:
+    """Phone calls per local day of the month (every day, zeros too) and their total: calls,
+    transfers, and transferred calls an agent answered (``staff_reached_at``, from AMI)."""
+    names = ("calls", "transferred", "answered_by_staff")
+    days: dict[str, dict[str, Any]] = {}
+    day = month.start.date()
+    while day < month.end.date():
+        days[day.isoformat()] = {"date": day.isoformat(), **dict.fromkeys(names, 0)}
+        day += dt.timedelta(days=1)
+    total = dict.fromkeys(names, 0)
+    for started, outcome, reached in db.execute(
+            f"SELECT c.started_at, c.outcome, c.staff_reached_at FROM conversations c "
+            f"WHERE {scope.where} AND c.channel = 'voice'", scope.params):
+        row = days[local_time(started).date().isoformat()]
+        counts = {"calls": 1, "transferred": int((outcome or "").startswith(TRANSFERRED)),
+                  "answered_by_staff": int(reached is not None)}
+        for name, n in counts.items():
+            row[name] += n
+            total[name] += n
+    return {"days": list(days.values()), "total": total}
+
+
 def survey_distribution(db: Reader, scope: Scope) -> dict[str, dict[str, int]]:
     out = {s: {str(n): 0 for n in range(1, 6)} for s in SCOPES}
     for channel, answer, n in db.execute(f"SELECT c.channel, c.survey, COUNT(*) FROM conversations c "
@@ -187,6 +210,7 @@ def build_report(db: Reader, month: Month, *, tenant: str | None = None,
         "top_intents": top_intents(db, scope, top),
         "top_unrecognized": top_unrecognized(db, scope, top),
         "volume": volume(db, scope),
+        "calls_by_day": calls_by_day(db, scope, month),
         "survey": survey_distribution(db, scope),
     }
 

@@ -40,6 +40,9 @@ def rows(report: dict):
     for s in SCOPES:
         for answer, n in report["survey"][s].items():
             yield ("survey", answer, None, s, n, None, None)
+    for row in [*report["calls_by_day"]["days"], {"date": "total", **report["calls_by_day"]["total"]}]:
+        for name in ("calls", "transferred", "answered_by_staff"):
+            yield ("calls_by_day", row["date"], name, "voice", row[name], None, None)
 
 
 def render_csv(report: dict) -> str:

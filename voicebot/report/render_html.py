@@ -94,6 +94,15 @@ def _volume_table(volume: dict, scope: str) -> str:
     return f"<table><tr><th>{escape(scope)}</th>{head}</tr>{body}</table>"
 
 
+def _calls_by_day_table(table: dict) -> str:
+    names = (("calls", "Calls"), ("transferred", "Transferred"), ("answered_by_staff", "Answered by staff"))
+    head = "".join(f"<th>{escape(label)}</th>" for _, label in names)
+    body = "".join(f"<tr><td>{escape(r['date'])}</td>" + "".join(f'<td class="n">{r[k]}</td>' for k, _ in names)
+                   + "</tr>" for r in table["days"])
+    total = "".join(f'<td class="n"><b>{table["total"][k]}</b></td>' for k, _ in names)
+    return f"<table><tr><th>Day</th>{head}</tr>{body}<tr><th>Total</th>{total}</tr></table>"
+
+
 def _figure(svg: str, caption: str) -> str:
     return f'<figure role="img" aria-label="{escape(caption)}">{svg}<figcaption>{escape(caption)}</figcaption></figure>'
 
@@ -140,6 +149,9 @@ def render_html(report: dict) -> str:
         f'<p class="note">{escape(sd["volume"])}</p>',
         _figure(plots.volume_heatmap(report["volume"]), f"Conversations by weekday and hour, {tz}"),
         *(_volume_table(report["volume"], s) for s in SCOPES),
+        "<h2>Phone calls per day: transfers and calls answered by staff</h2>",
+        f'<p class="note">{escape(sd["calls_by_day"])}</p>',
+        _calls_by_day_table(report["calls_by_day"]),
         "<h2>Survey answers per channel</h2>",
         f'<p class="note">{escape(sd["survey"])} Mean: '
         + ", ".join(f"{escape(c)} {escape(fmt(report['kpis'][c]['survey_mean'], 'mean'))}" for c in SCOPES)

@@ -75,6 +75,8 @@ class ConversationRecord:
     survey: int | None = None
     intents: list[str] = dataclasses.field(default_factory=list)
     turns: list[Turn] = dataclasses.field(default_factory=list)
+    staff_reached_at: str | None = None  # when an agent answered the call handed back (AMI AgentConnect)
+    staff_queue: str | None = None       # the Asterisk queue whose agent answered it
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,6 +130,12 @@ class Store(Protocol):
     def finish_conversation(self, conversation_id: str, outcome: str, survey: int | None = None,
                             intents: list[str] | None = None, *, tenant: str | None = None) -> None:
         """``tenant``: the tenant that answered, when not the one the conversation came in on."""
+        ...
+
+    def mark_reached_staff(self, conversation_id: str, queue: str | None = None) -> bool:
+        """An agent answered the call after the bot handed it back: set ``staff_reached_at`` (and
+        the queue) once; a later answer (a second agent) keeps the first. False when there is no
+        such conversation or it was marked already. Nothing about the caller or agent is stored."""
         ...
 
     def get(self, conversation_id: str) -> ConversationRecord | None: ...

@@ -74,6 +74,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX sms_outbox_conversation ON sms_outbox(conversation_id);
     CREATE INDEX sms_outbox_created ON sms_outbox(created_at);
     """,
+    # 2: a transferred call reached staff (an agent answered it; AMI AgentConnect), and in which queue
+    """
+    ALTER TABLE conversations ADD COLUMN staff_reached_at TEXT;
+    ALTER TABLE conversations ADD COLUMN staff_queue TEXT;
+    """,
 ]
 
 class SqliteStore:
@@ -198,6 +203,12 @@ class SqliteStore:
                         None if intents is None else json.dumps([clean(i) for i in intents]),
                         tenant, conversation_id))
 
+    def mark_reached_staff(self, conversation_id: str, queue: str | None = None) -> bool:
+        with self._tx() as db:
+            return db.execute("UPDATE conversations SET staff_reached_at = ?, staff_queue = ? "
+                              "WHERE id = ? AND staff_reached_at IS NULL",
+                              (self._ts(), clean(queue), conversation_id)).rowcount > 0
+
     def get(self, conversation_id: str) -> ConversationRecord | None:
         found = self._conversations("WHERE id = ?", (conversation_id,))
         return found[0] if found else None
@@ -212,11 +223,12 @@ class SqliteStore:
     def _conversations(self, where: str, args: tuple) -> list[ConversationRecord]:
         with self._read() as db:
             rows = db.execute("SELECT id, ref, channel, tenant, started_at, ended_at, caller_hash, "
-                              f"caller_tail, outcome, survey, intents FROM conversations {where}",
+                              f"caller_tail, outcome, survey, intents, staff_reached_at, staff_queue FROM conversations {where}",
                               args).fetchall()
             records = [ConversationRecord(id=r[0], ref=r[1], channel=r[2], tenant=r[3], started_at=r[4],
                                           ended_at=r[5], caller_hash=r[6], caller_tail=r[7],
-                                          outcome=r[8], survey=r[9], intents=json.loads(r[10]))
+                                          outcome=r[8], survey=r[9], intents=json.loads(r[10]),
+                                          staff_reached_at=r[11], staff_queue=r[12])
                        for r in rows]
             for record in records:
                 record.turns = [

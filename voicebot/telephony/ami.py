@@ -16,6 +16,9 @@ queue status or a late wallboard event is worse than none). Closing the socket w
 unread makes Asterisk drop queued actions (DESIGN.md §3), so we log off and read until Goodbye.
 
 The bot logs in with ``Events: off``: it needs no event stream, only replies to its actions.
+Events it listens for (``on_event``; today ``AgentConnect``, to record that a call the bot handed
+back reached staff) come over a second session on their own account, ``<ami_user>-events``
+(manager.conf: read=agent, no write), so the action account keeps only the user class.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import asyncio
 import dataclasses
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import panoramisk
@@ -41,6 +44,9 @@ log = logging.getLogger("voicebot.ami")
 _FORGETTABLE = ("login", "logoff", "ping", "queuesummary", "queuestatus", "userevent")
 _HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 _RESERVED_HEADERS = {"action", "actionid", "userevent"}
+EVENTS_USER_SUFFIX = "-events"  # the listening session's account: <ami_user>-events
+RECORD_VARIABLE = "VOICEBOT_RECORD"  # the conversation id the bot leaves on a call it hands back
+_RECORD_ID = re.compile(r"[0-9a-f]{32}")  # Recorder ids: uuid4().hex
 
 
 class AmiUnreachable(TelephonyError):
@@ -154,6 +160,19 @@ def _int(value: Any) -> int:
         return 0
 
 
+def record_of(event: Mapping[str, Any]) -> str | None:
+    """The conversation id (``VOICEBOT_RECORD``) an event carries as a channel variable
+    (manager.conf ``channelvars``): the caller's channel first, else the member's (``Dest``).
+    None when absent or not a record id (a call the bot never handled)."""
+    for header in ("ChanVariable", "DestChanVariable"):
+        values = event.get(header)
+        for item in values if isinstance(values, list) else [values] if values else []:
+            name, _, value = str(item).partition("=")
+            if name.strip().lstrip("_") == RECORD_VARIABLE and _RECORD_ID.fullmatch(value.strip()):
+                return value.strip()
+    return None
+
+
 # ---------------------------------------------------------------------------------------------
 # one AMI session
 
@@ -188,15 +207,18 @@ class _Manager(panoramisk.Manager):
         return getattr(self.protocol, "version", None) or "?"
 
 
-async def open_session(config: AsteriskConfig, *, timeout: float = 3.0, events: str = "off") -> _Manager:
+async def open_session(config: AsteriskConfig, *, timeout: float = 3.0, events: str = "off",
+                       user: str | None = None) -> _Manager:
     """Connect and log in within ``timeout`` seconds; raise AmiUnreachable or AmiRefused.
 
     ``events``: what Asterisk should stream to this session ("off" for the bot, "on" or a list of
-    classes such as "user" for a listener).
+    classes such as "user" for a listener). ``user``: another account than ``config.ami_user``
+    (same secret).
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    manager = _Manager(host=config.ami_host, port=config.ami_port, username=config.ami_user,
+    user = user or config.ami_user
+    manager = _Manager(host=config.ami_host, port=config.ami_port, username=user,
                        secret=config.ami_secret, events=events, loop=loop,
                        forgetable_actions=_FORGETTABLE, ping_delay=10**6)
     where = f"{config.ami_host}:{config.ami_port}"
@@ -221,7 +243,7 @@ async def open_session(config: AsteriskConfig, *, timeout: float = 3.0, events: 
     reply = login.result()
     if not reply.success:
         manager.shutdown()
-        raise AmiRefused(f"{where}: login as {config.ami_user!r} refused ({reply.message or reply.response})")
+        raise AmiRefused(f"{where}: login as {user!r} refused ({reply.message or reply.response})")
     return manager
 
 
@@ -283,6 +305,9 @@ class AmiClient:
         self._up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._listeners: dict[str, list[Callable[[Message], Any]]] = {}
+        self._events_manager: _Manager | None = None
+        self._events_task: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -294,7 +319,20 @@ class AmiClient:
         if self._task is None:
             self._closing = False
             self._task = asyncio.create_task(self._supervise(), name="ami")
+        self._start_listening()
         return await self.wait_connected(wait)
+
+    def on_event(self, name: str, callback: Callable[[Message], Any]) -> None:
+        """Call ``callback(event)`` (a coroutine function or a plain one) for every AMI event
+        ``name`` the events account may read. Its errors are logged, never raised; a session
+        lost meanwhile loses the events of that time (nothing is replayed)."""
+        self._listeners.setdefault(name, []).append(callback)
+        if self._task is not None:
+            self._start_listening()
+
+    def _start_listening(self) -> None:
+        if self._listeners and self._events_task is None:
+            self._events_task = asyncio.create_task(self._supervise(listen=True), name="ami-events")
 
     async def wait_connected(self, timeout: float) -> bool:
         """Wait at most ``timeout`` s for a logged-in session; return whether there is one."""
@@ -308,13 +346,16 @@ class AmiClient:
         """Log off cleanly and stop reconnecting."""
         self._closing = True
         manager, self._manager = self._manager, None
+        listener, self._events_manager = self._events_manager, None
         self._up.clear()
-        if manager is not None:
-            await log_off(manager)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        for session in (manager, listener):
+            if session is not None:
+                await log_off(session)
+        for task in (self._task, self._events_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._task = self._events_task = None
 
     async def queue_status(self, queue: str, timeout: float = 0.5) -> QueueInfo | None:
         """The queue's state now, or None when AMI is down, slow or does not know the queue."""
@@ -359,20 +400,24 @@ class AmiClient:
 
     # -- background ----------------------------------------------------------------------------
 
-    async def _supervise(self) -> None:
-        """Connect, keep alive, reconnect with exponential backoff, until close()."""
+    async def _supervise(self, listen: bool = False) -> None:
+        """Connect, keep alive, reconnect with exponential backoff, until close(). ``listen``: the
+        events session (its own account, ``Events: on``: the account's read classes decide)."""
         delay = self.first_retry
         failures = 0
+        user = self.config.ami_user + EVENTS_USER_SUFFIX if listen else None
         while not self._closing:
             try:
-                manager = await open_session(self.config, timeout=self.login_timeout)
+                manager = await open_session(self.config, timeout=self.login_timeout,
+                                             events="on" if listen else "off", user=user)
             except (AmiUnreachable, AmiRefused) as exc:
                 failures += 1
                 if isinstance(exc, AmiRefused):
                     delay = self.retry_max  # a wrong secret does not heal quickly; don't hammer
                 # first failure at warning, the rest at debug: a down PBX must not flood the log
                 (log.warning if failures == 1 else log.debug)(
-                    "AMI not available", extra={"error": str(exc), "retry_in": round(delay, 2)})
+                    "AMI not available", extra={"error": str(exc), "retry_in": round(delay, 2),
+                                                "session": "events" if listen else "actions"})
             except Exception:  # task boundary: the supervisor must outlive any surprise
                 failures += 1
                 log.exception("AMI connect failed unexpectedly")
@@ -381,7 +426,7 @@ class AmiClient:
                     await log_off(manager)
                     break
                 began = asyncio.get_running_loop().time()
-                await self._serve(manager)
+                await (self._listen(manager) if listen else self._serve(manager))
                 failures = 0
                 if asyncio.get_running_loop().time() - began > self.ping_interval:
                     delay = self.first_retry  # a session that lasted resets the backoff; a flapping one doesn't
@@ -395,21 +440,52 @@ class AmiClient:
         log.info("AMI connected", extra={"host": self.config.ami_host, "port": self.config.ami_port,
                                          "version": manager.version})
         try:
-            while not self._closing:
-                await asyncio.wait({manager.lost}, timeout=self.ping_interval)
-                if manager.lost.done():
-                    if not self._closing:
-                        log.warning("AMI connection lost; reconnecting")
-                    return
-                if await send(manager, {"Action": "Ping"}, self.ping_timeout) is None and not manager.lost.done():
-                    log.warning("AMI did not answer Ping; reconnecting", extra={"timeout": self.ping_timeout})
-                    return
+            await self._keep_alive(manager)
         finally:
             if self._manager is manager:
                 self._manager = None
                 self._up.clear()
             if not self._closing:
                 manager.shutdown()
+
+    async def _listen(self, manager: _Manager) -> None:
+        """Hold the events session: hand each listened-for event to its callbacks."""
+        self._events_manager = manager
+        for name, callbacks in self._listeners.items():
+            for callback in callbacks:
+                manager.register_event(name, self._guarded(name, callback))
+        log.info("AMI events session connected", extra={"user": manager.config["username"],
+                                                        "events": sorted(self._listeners)})
+        try:
+            await self._keep_alive(manager)
+        finally:
+            if self._events_manager is manager:
+                self._events_manager = None
+            if not self._closing:
+                manager.shutdown()
+
+    @staticmethod
+    def _guarded(name: str, callback: Callable[[Message], Any]) -> Callable[[_Manager, Message], Any]:
+        async def run(_manager: _Manager, event: Message) -> None:
+            try:
+                result = callback(event)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # boundary: a listener must not break the session
+                log.exception("AMI event listener failed", extra={"event": name})
+        return run
+
+    async def _keep_alive(self, manager: _Manager) -> None:
+        """Until the session is lost, closed, or stops answering pings."""
+        while not self._closing:
+            await asyncio.wait({manager.lost}, timeout=self.ping_interval)
+            if manager.lost.done():
+                if not self._closing:
+                    log.warning("AMI connection lost; reconnecting")
+                return
+            if await send(manager, {"Action": "Ping"}, self.ping_timeout) is None and not manager.lost.done():
+                log.warning("AMI did not answer Ping; reconnecting", extra={"timeout": self.ping_timeout})
+                return
 
 
 def _one_line(value: object) -> str:

@@ -53,6 +53,27 @@ class VoiceDialogue:
         self.config = config or VoiceConfig()
         self.salt = salt
         self.on_sms_queued = on_sms_queued  # wakes the SMS dispatcher
+        if ami is not None and store is not None:
+            ami.on_event("AgentConnect", self._agent_connected)
+
+    async def _agent_connected(self, event: Any) -> None:
+        """An agent answered a queue call: when it is a call the bot handed back (it carries
+        ``VOICEBOT_RECORD``), its record is marked "reached staff". Several bot instances all see
+        the event; the first mark wins, and a record in another instance's SQLite file is not found."""
+        from voicebot.store.base import StoreError
+        from voicebot.telephony.ami import record_of
+
+        conversation_id = record_of(event)
+        if conversation_id is None:
+            return
+        queue = str(event.get("Queue") or "") or None
+        try:
+            marked = await asyncio.to_thread(self.store.mark_reached_staff, conversation_id, queue)
+        except StoreError as exc:
+            log.error("reached-staff not recorded", extra={"conversation": conversation_id, "error": str(exc)})
+            return
+        if marked:
+            log.info("handed-back call reached staff", extra={"conversation": conversation_id, "queue": queue})
 
     async def __call__(self, call: Call) -> None:
         await _Turns(self, call).run()
@@ -70,6 +91,7 @@ class _Turns:
         self.recorder = None
         self.answering = False  # an article answer is playing: a hang-up now means "abandoned"
         self.handed_back = False
+        self.record_published = False  # VOICEBOT_RECORD is on the channel (for AMI AgentConnect)
         self.request = ""  # what the caller asked (the text the matcher read), for the agent
         self._followup: tuple[object, list[Action]] | None = None  # a turn the channel caused (no agent)
 
@@ -232,7 +254,8 @@ class _Turns:
         topic = (conv.last_intent or action.department).split("-")[0].upper()
         summary = redact(self.request)[:80]
         self.handed_back = True
-        await call.hand_back(action.target, outcome=transfer_outcome(action.target), variables={
+        record = {"VOICEBOT_RECORD": self.recorder.conversation_id} if self.recorder is not None else {}
+        await call.hand_back(action.target, outcome=transfer_outcome(action.target), variables={**record,
             "VOICEBOT_INTENT": conv.last_intent or action.department, "VOICEBOT_TOPIC": topic,
             "VOICEBOT_OUTCOME": "transferred", "VOICEBOT_SUMMARY": summary, "VOICEBOT_STATE": "transferred"})
 
@@ -255,7 +278,11 @@ class _Turns:
                  else conv.pending.kind if conv.pending else "listening")
         intent = conv.last_intent or "none"
         if not (self.call.gone.is_set() or self.handed_back):  # the channel is still ours to label
-            await self.call.set_variables(VOICEBOT_STATE=state, VOICEBOT_INTENT=intent)
+            # the record's id once, so any later hand-back (failed, shutdown, dead-man) names it too
+            record = ({"VOICEBOT_RECORD": self.recorder.conversation_id}
+                      if self.recorder is not None and not self.record_published else {})
+            self.record_published = self.record_published or bool(record)
+            await self.call.set_variables(VOICEBOT_STATE=state, VOICEBOT_INTENT=intent, **record)
         if self.owner.ami is not None:
             await self.owner.ami.user_event("VoicebotTurn", Channel=self.call.id, Tenant=self.call.tenant,
                                             State=state, Intent=intent)
