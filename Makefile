@@ -13,6 +13,8 @@ DEB_PACKAGES += chromium
 DEB_PACKAGES += postgresql
 # kamailio: the SIP proxy in front of two Asterisk nodes (asterisk/cluster, tests/integration/test_kamailio_cluster.py)
 DEB_PACKAGES += kamailio
+# openssl: tests/integration/test_trunk.py makes its TLS certificates at test time
+DEB_PACKAGES += openssl
 STAMP := $(VENV)/.installed
 SECRETS ?= asterisk/secrets.env
 

@@ -67,6 +67,18 @@ def test_reorder_buffer_wraps_sequence_numbers():
     assert out == [65534, 65535, 0, 1]
 
 
+def test_reorder_buffer_starts_over_for_a_new_ssrc():
+    """A PBX that bridges a new party natively passes on that party's stream (another SSRC,
+    sequence numbers from anywhere): it is played, not dropped as "already played"."""
+    buf = ReorderBuffer()
+    out = [p.seq for s in (40000, 40002) for p in buf.push(pk(s))]
+    assert out == [40000]  # 40001 missing: 40002 held
+    other = [RtpPacket(0, s, s * 160, 2, b"x") for s in (1000, 1001)]  # lower numbers, new SSRC
+    assert [p.seq for p in buf.push(other[0])] == [40002, 1000]  # the old stream's held packet first
+    assert [p.seq for p in buf.push(other[1])] == [1001]
+    assert buf.duplicates == 0
+
+
 class Recorder:
     codec = CODECS["ulaw"]
 

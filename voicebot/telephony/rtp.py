@@ -99,25 +99,34 @@ class ReorderBuffer:
     """Put packets back in sequence order; drop duplicates and packets that come too late.
 
     Holds at most ``depth`` packets: a missing packet is given up on (a loss) once ``depth``
-    later packets have arrived, so the added delay is at most depth × 20 ms.
+    later packets have arrived, so the added delay is at most depth × 20 ms. A packet from
+    another SSRC starts a new stream (RFC 3550 §8.2), whose sequence numbers start anywhere:
+    a PBX that bridges a new party natively forwards that party's packets as they are, and
+    judged by the old stream's numbers half of all new streams would be "already played".
     """
 
     def __init__(self, depth: int = 3) -> None:
         self.depth = depth
         self.next_seq: int | None = None
+        self.ssrc: int | None = None
         self.held: dict[int, RtpPacket] = {}
         self.lost = 0
         self.duplicates = 0
 
     def push(self, p: RtpPacket) -> list[RtpPacket]:
+        out: list[RtpPacket] = []
+        if self.ssrc is not None and p.ssrc != self.ssrc and self.next_seq is not None:
+            # what the old stream left held is played first, in its order
+            out = [self.held.pop(seq) for seq in sorted(self.held, key=lambda seq: (seq - self.next_seq) & 0xFFFF)]
+            self.next_seq = None
+        self.ssrc = p.ssrc
         if self.next_seq is None:
             self.next_seq = p.seq
         behind = (self.next_seq - p.seq) & 0xFFFF
         if 0 < behind < 0x8000 or p.seq in self.held:  # already played, or already held
             self.duplicates += 1
-            return []
+            return out
         self.held[p.seq] = p
-        out: list[RtpPacket] = []
         while self.held:
             if self.next_seq in self.held:
                 out.append(self.held.pop(self.next_seq))
