@@ -66,7 +66,7 @@ stop:
 
 test: setup
 	@$(VENV)/bin/voicebot knowledge check   # content CI: articles valid, accuracy not below the baseline
-	@$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+	@$(PY) -m pytest -q -ra --durations=25 $(PYTEST_ARGS)   # the slowest tests: CI must stay under 30 min
 
 # `make run` never prints a secret; this does, when asked (each SIP account has its own password)
 secrets:
