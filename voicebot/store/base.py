@@ -110,6 +110,18 @@ SMS_COLUMNS = ("id, conversation_id, number, text, article_id, status, attempts,
                "created_at, sent_at, last_error")
 
 
+# the columns both backends select for a record, in the order conversation_from_row reads them
+CONVERSATION_COLUMNS = ("id, ref, channel, tenant, started_at, ended_at, caller_hash, caller_tail, outcome, "
+                        "survey, intents, staff_reached_at, staff_queue")
+
+
+def conversation_from_row(r: tuple | list, intents: list[str]) -> ConversationRecord:
+    """A record from a row of CONVERSATION_COLUMNS; ``intents`` already decoded (JSON text or jsonb)."""
+    return ConversationRecord(id=r[0], ref=r[1], channel=r[2], tenant=r[3], started_at=r[4], ended_at=r[5],
+                              caller_hash=r[6], caller_tail=r[7], outcome=r[8], survey=r[9], intents=intents,
+                              staff_reached_at=r[11], staff_queue=r[12])
+
+
 def sms_from_row(r: tuple | list) -> SmsMessage:
     return SmsMessage(id=r[0], conversation_id=r[1], number=r[2], text=r[3], article_id=r[4], status=r[5],
                       attempts=r[6], idempotency_key=r[7], created_at=r[8], sent_at=r[9], last_error=r[10])

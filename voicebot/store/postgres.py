@@ -23,7 +23,8 @@ from psycopg.types.json import Json, Jsonb
 from psycopg_pool import ConnectionPool
 
 from voicebot.privacy import redact
-from voicebot.store.base import (CHANNELS, SMS_COLUMNS, ConversationRecord, SmsMessage, StoreError, Turn,
+from voicebot.store.base import (CHANNELS, CONVERSATION_COLUMNS, SMS_COLUMNS, ConversationRecord, SmsMessage,
+                                 StoreError, Turn, conversation_from_row,
                                  clean, clean_timings, sms_from_row, timestamp, utc_now)
 
 log = logging.getLogger(__name__)
@@ -261,14 +262,8 @@ class PostgresStore:
 
     def _conversations(self, where: str, args: tuple) -> list[ConversationRecord]:
         with self._tx() as conn:
-            rows = conn.execute("SELECT id, ref, channel, tenant, started_at, ended_at, caller_hash, "
-                                f"caller_tail, outcome, survey, intents, staff_reached_at, staff_queue FROM conversations {where}",
-                                args).fetchall()
-            records = [ConversationRecord(id=r[0], ref=r[1], channel=r[2], tenant=r[3], started_at=r[4],
-                                          ended_at=r[5], caller_hash=r[6], caller_tail=r[7],
-                                          outcome=r[8], survey=r[9], intents=r[10],
-                                          staff_reached_at=r[11], staff_queue=r[12])
-                       for r in rows]
+            rows = conn.execute(f"SELECT {CONVERSATION_COLUMNS} FROM conversations {where}", args).fetchall()
+            records = [conversation_from_row(r, r[10]) for r in rows]
             by_id = {record.id: record for record in records}
             # one query for every record's turns, not one per record
             for t in conn.execute("SELECT conversation_id, idx, at, heard, intent, confidence, decision, "

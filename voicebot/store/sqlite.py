@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from voicebot.privacy import redact
-from voicebot.store.base import (CHANNELS, SMS_COLUMNS, ConversationRecord, SmsMessage, StoreError, Turn,
+from voicebot.store.base import (CHANNELS, CONVERSATION_COLUMNS, SMS_COLUMNS, ConversationRecord, SmsMessage,
+                                 StoreError, Turn, conversation_from_row,
                                  clean, clean_timings, sms_from_row, timestamp, utc_now)
 
 log = logging.getLogger(__name__)
@@ -222,14 +223,8 @@ class SqliteStore:
 
     def _conversations(self, where: str, args: tuple) -> list[ConversationRecord]:
         with self._read() as db:
-            rows = db.execute("SELECT id, ref, channel, tenant, started_at, ended_at, caller_hash, "
-                              f"caller_tail, outcome, survey, intents, staff_reached_at, staff_queue FROM conversations {where}",
-                              args).fetchall()
-            records = [ConversationRecord(id=r[0], ref=r[1], channel=r[2], tenant=r[3], started_at=r[4],
-                                          ended_at=r[5], caller_hash=r[6], caller_tail=r[7],
-                                          outcome=r[8], survey=r[9], intents=json.loads(r[10]),
-                                          staff_reached_at=r[11], staff_queue=r[12])
-                       for r in rows]
+            rows = db.execute(f"SELECT {CONVERSATION_COLUMNS} FROM conversations {where}", args).fetchall()
+            records = [conversation_from_row(r, json.loads(r[10])) for r in rows]
             for record in records:
                 record.turns = [
                     Turn(index=t[0], at=t[1], heard=t[2], intent=t[3], confidence=t[4], decision=t[5],
