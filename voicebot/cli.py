@@ -15,7 +15,8 @@ import sys
 from voicebot.errors import VoicebotError
 
 # top-level commands: name -> module
-COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "store", "report", "install"]
+COMMANDS = ["serve", "call", "doctor", "chat", "models", "prompts", "records", "store", "report", "install",
+            "hours"]
 # grouped commands: group -> modules that each register one sub-subcommand
 GROUPS = {
     "eval": ["eval_asr", "eval_intents", "eval_closed"],

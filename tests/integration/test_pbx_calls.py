@@ -13,12 +13,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta
+from datetime import time as dt_time
 
 import numpy as np
 import pytest
 
-from tests.integration.telephony import CLOSED_TIME, OPEN_TIME, bot_registered, call, cli, greeting_audio, pbx, \
+from tests.integration.telephony import CLOSED_TIME, CPH, OPEN_TIME, bot_registered, call, cli, greeting_audio, pbx, \
     set_clock, sip_password, wait_for
+from voicebot.knowledge.hours import holiday_calendar
 from voicebot.sip.caller import RATE, AgentPhone, CallScript
 from voicebot.sip.measure import prompt_stop_ms
 from voicebot.speech.audio import voiced_seconds
@@ -94,6 +97,44 @@ def test_holiday_is_closed_even_in_opening_hours(bot):
     finally:
         cli(f"database del voicebot-holiday {day}")
         bot.start()
+
+
+def test_a_calendar_holiday_from_the_bots_config_is_closed_with_no_astdb_mark(bot):
+    """HOLIDAYS (calendar.conf, rendered by asterisk/pbx from hours.borgerservice) closes Easter
+    Monday, a Monday inside the 11-17 timetable, with no AstDB mark and no bot."""
+    today = datetime.now(CPH).date()
+    easter_monday = next(day for year in (today.year, today.year + 1)
+                         for day, name in holiday_calendar("DK", (), year).items()
+                         if name == "Anden påskedag" and day >= today)
+    assert easter_monday.strftime("%Y%m%d") in cli("dialplan show globals")
+    bot.stop()
+    try:
+        set_clock(datetime.combine(easter_monday, dt_time(12, 0), tzinfo=CPH))
+        agent = asyncio.run(_agent_call(CallScript(MAIN, max_seconds=30)))[0]
+        assert agent.answered == []  # closed: nobody's phone rang
+        set_clock(datetime.combine(easter_monday + timedelta(days=1), dt_time(12, 0), tzinfo=CPH))
+        agent = asyncio.run(_agent_call(CallScript(MAIN, max_seconds=12)))[0]
+        assert agent.answered  # the Tuesday after is an ordinary open day: the agent rings
+    finally:
+        bot.start()
+
+
+def test_doctor_warns_when_the_dialplans_calendar_lacks_a_holiday(bot):
+    from voicebot.commands.doctor import check_calendar
+    from voicebot.config import load_settings
+
+    settings = load_settings()
+    good = asyncio.run(check_calendar(settings))
+    assert good.ok, good.detail
+    holidays = re.search(r"HOLIDAYS=([0-9-]*)", cli("dialplan show globals")).group(1)
+    first, rest = holidays.split("-", 1)
+    cli(f"dialplan set global HOLIDAYS {rest}")  # as if calendar.conf were a day out of date
+    try:
+        stale = asyncio.run(check_calendar(settings))
+        assert not stale.ok and stale.warning
+        assert f"{first[:4]}-{first[4:6]}-{first[6:]}" in stale.detail and "asterisk/pbx sync" in stale.detail
+    finally:
+        cli(f"dialplan set global HOLIDAYS {holidays}")
 
 
 async def _agent_call(script: CallScript):

@@ -54,8 +54,13 @@ async def test_info_gives_phone_hours_and_privacy(client):
     (dt.datetime(2025, 6, 2, 9, 30, tzinfo=UTC), True, "Åbent i dag (mandag) kl. 11.00-17.00.", ""),
     (dt.datetime(2025, 6, 4, 5, 0, tzinfo=UTC), False, "Åbent i dag (onsdag) kl. 8.00-14.00.",
      "Vi åbner igen i dag klokken 8."),
-    (dt.datetime(2025, 6, 7, 10, 0, tzinfo=UTC), False, "Lukket i dag (lørdag).",
+    (dt.datetime(2025, 6, 14, 10, 0, tzinfo=UTC), False, "Lukket i dag (lørdag).",
      "Vi åbner igen på mandag klokken 11."),
+    # the Saturday before Anden pinsedag (Monday 9 June 2025, a public holiday)
+    (dt.datetime(2025, 6, 7, 10, 0, tzinfo=UTC), False, "Lukket i dag (lørdag).",
+     "Vi åbner igen på tirsdag klokken 8."),
+    (dt.datetime(2025, 6, 9, 10, 0, tzinfo=UTC), False, "Lukket i dag (mandag, anden pinsedag).",
+     "Vi åbner igen i morgen klokken 8."),
 ])
 def test_info_hours_today(service, when, open_now, today, next_opening):
     info = chat_info(service.settings, when)

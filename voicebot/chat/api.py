@@ -233,12 +233,13 @@ def chat_info(settings: Any, now: dt.datetime, kb: Any = None, tenant: str | Non
     info["hours"] = schedule.describe()
     local = now.astimezone(ZoneInfo(schedule.timezone))
     day = DANISH_DAYS[local.weekday()]
-    intervals = [] if local.date().isoformat() in schedule.closed_dates else \
-        sorted(map(parse_interval, getattr(schedule, DAYS[local.weekday()])))
+    reason = schedule.closed_reason(local.date())  # a holiday's name, "closed_dates" or ""
+    intervals = [] if reason else sorted(map(parse_interval, getattr(schedule, DAYS[local.weekday()])))
     if schedule.always:
         info["hours_today"] = "Åbent hele døgnet."
     elif not intervals:
-        info["hours_today"] = f"Lukket i dag ({day})."
+        holiday = f", {reason.lower()}" if reason and reason != "closed_dates" else ""
+        info["hours_today"] = f"Lukket i dag ({day}{holiday})."
     else:
         spans = " og ".join(f"{_clock(a)}-{_clock(b)}" for a, b in intervals)
         info["hours_today"] = f"Åbent i dag ({day}) kl. {spans}."

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run_checks(settings: Settings) -> list[Check]:
-    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_instance, check_secrets, check_ari, check_ami, check_asr,
+    checks: list[Callable[[Settings], Awaitable[Check]]] = [check_instance, check_secrets, check_ari, check_ami,
+                                                            check_calendar, check_asr,
                                                             check_tts, check_models, check_nlu,
                                                             check_knowledge, check_store]
     return [await c(settings) for c in checks]
@@ -86,6 +87,40 @@ async def check_ari(settings: Settings) -> Check:
     if others:  # other bot instances on this Asterisk (dialplans/00-globals.conf VOICEBOT_APPS)
         app += f"; other apps: {', '.join(others)}"
     return Check("ari", True, f"{a.ari_url}: Asterisk {version}; {app}")
+
+
+async def check_calendar(settings: Settings, days: int = 365) -> Check:
+    """The dialplan's HOLIDAYS (calendar.conf, rendered by ``asterisk/pbx``) has every day the
+    config closes in the coming year; else the human route would be open on a holiday."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from voicebot.knowledge.departments import HUMAN, load_directory
+
+    schedule = load_directory(settings).schedule(HUMAN)
+    if schedule is None:
+        return Check("calendar", True, "no hours kept for the human service")
+    a = settings.asterisk
+    try:
+        async with aiohttp.ClientSession(auth=aiohttp.BasicAuth(a.ari_user, a.ari_password),
+                                         timeout=aiohttp.ClientTimeout(total=3)) as http:
+            async with http.get(f"{a.ari_url}/ari/asterisk/variable", params={"variable": "HOLIDAYS"}) as r:
+                value = (await r.json()).get("value", "") if r.status == 200 else None
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        value = None
+    if value is None:
+        return Check("calendar", False, "cannot read the dialplan's HOLIDAYS over ARI (see the ari check)",
+                     warning=True)
+    today = dt.datetime.now(ZoneInfo(schedule.timezone)).date()
+    wanted = schedule.closed_days(today, today + dt.timedelta(days=days - 1))
+    have = set(value.split("-")) if value else set()
+    missing = [f"{d} {reason}" for d, reason in wanted if d.strftime("%Y%m%d") not in have]
+    if missing:
+        return Check("calendar", False, f"the dialplan's holiday calendar lacks {len(missing)} closed day(s) of "
+                                        f"the config (first: {missing[0]}): the human route would be open then; "
+                                        "run `asterisk/pbx sync`", warning=True)
+    return Check("calendar", True, f"the dialplan closes all {len(wanted)} holidays and closed dates of the "
+                                   f"next {days} days (`voicebot hours`)")
 
 
 async def check_instance(settings: Settings) -> Check:

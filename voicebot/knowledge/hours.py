@@ -1,13 +1,17 @@
 """Opening hours: weekly schedules in config, checked against local time.
 
 Hours are data (DESIGN.md §8), so admins change them in YAML, not code. A schedule maps weekday
-names to lists of ``"HH:MM-HH:MM"`` intervals; a missing day is closed.
+names to lists of ``"HH:MM-HH:MM"`` intervals; a missing day is closed. Public holidays come from
+a country's calendar (the ``holidays`` package: Easter-based days move every year, so a list in
+config would be wrong by next spring), plus the optional days the office also keeps closed
+(``holidays_extra``, e.g. Juleaftensdag) and any other date in ``closed_dates``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -46,13 +50,28 @@ class Schedule:
     fri: list[str] = dataclasses.field(default_factory=list)
     sat: list[str] = dataclasses.field(default_factory=list)
     sun: list[str] = dataclasses.field(default_factory=list)
-    closed_dates: list[str] = dataclasses.field(default_factory=list)  # ISO dates, e.g. holidays
+    holidays: str = "DK"          # the country whose public holidays are closed ("" = none)
+    holidays_extra: list[str] = dataclasses.field(default_factory=list)  # optional days also closed
+    closed_dates: list[str] = dataclasses.field(default_factory=list)  # other closed days, ISO dates
 
     def validate(self) -> None:
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from None
+        if self.holidays:
+            import holidays
+
+            if self.holidays not in holidays.list_supported_countries():
+                raise ValueError(f"holidays: not a country code with a holiday calendar: {self.holidays!r} "
+                                 "(ISO 3166 alpha-2, e.g. DK)")
+            known = optional_holidays(self.holidays)
+            for name in self.holidays_extra:
+                if name not in known:
+                    raise ValueError(f"holidays_extra: {name!r} is not an optional holiday of {self.holidays} "
+                                     f"(known: {', '.join(sorted(known))})")
+        elif self.holidays_extra:
+            raise ValueError("holidays_extra: needs a holidays: country")
         for day in DAYS:
             for text in getattr(self, day):
                 try:
@@ -72,7 +91,7 @@ class Schedule:
         if when.tzinfo is None:
             when = when.replace(tzinfo=dt.timezone.utc)
         local = when.astimezone(ZoneInfo(self.timezone))
-        if local.date().isoformat() in self.closed_dates:
+        if self.closed_reason(local.date()):
             return False
         now = local.time()
         return any(a <= now < b for a, b in map(parse_interval, getattr(self, DAYS[local.weekday()])))
@@ -86,13 +105,28 @@ class Schedule:
         local = when.astimezone(ZoneInfo(self.timezone))
         for offset in range(horizon_days + 1):
             day = local.date() + dt.timedelta(days=offset)
-            if day.isoformat() in self.closed_dates:
+            if self.closed_reason(day):
                 continue
             for start, _ in sorted(map(parse_interval, getattr(self, DAYS[day.weekday()]))):
                 opens = dt.datetime.combine(day, start, tzinfo=local.tzinfo)
                 if opens >= local:
                     return opens
         return None
+
+    def closed_reason(self, day: dt.date) -> str:
+        """Why ``day`` is closed all day ('Anden påskedag', 'closed_dates'), or '' when it is not."""
+        if self.always:
+            return ""
+        if day.isoformat() in self.closed_dates:
+            return "closed_dates"
+        if self.holidays:
+            return holiday_calendar(self.holidays, tuple(self.holidays_extra), day.year).get(day, "")
+        return ""
+
+    def closed_days(self, start: dt.date, end: dt.date) -> list[tuple[dt.date, str]]:
+        """Every holiday or closed date from ``start`` up to and including ``end``, with its reason."""
+        days = (start + dt.timedelta(days=n) for n in range((end - start).days + 1))
+        return [(d, reason) for d in days if (reason := self.closed_reason(d))]
 
     def say_next_opening(self, when: dt.datetime) -> str:
         """'i dag klokken 11', 'i morgen klokken 8', 'på mandag klokken 11' (Danish, for the greeting)."""
@@ -132,3 +166,31 @@ def _say_interval(text: str) -> str:
 
 def _say_time(t: dt.time) -> str:
     return f"{t.hour}" if not t.minute else f"{t.hour}.{t.minute:02d}"
+
+
+@functools.lru_cache(maxsize=64)
+def holiday_calendar(country: str, extra: tuple[str, ...], year: int) -> dict[dt.date, str]:
+    """{date: Danish name} of ``country``'s public holidays in ``year``, plus the optional ones named
+    in ``extra``. Cached: the greeting asks on every call."""
+    import holidays
+
+    public = holidays.country_holidays(country, years=year, language="da")
+    days = {d: name for d, name in public.items()}
+    if extra:
+        optional = holidays.country_holidays(country, years=year, categories=("optional",), language="da")
+        days.update({d: name for d, name in optional.items() if name in extra and d not in days})
+    return days
+
+
+@functools.lru_cache(maxsize=16)
+def optional_holidays(country: str) -> frozenset[str]:
+    """The names ``holidays_extra`` accepts for ``country`` (its optional days, in Danish)."""
+    import holidays
+
+    year = dt.date.today().year
+    try:
+        optional = holidays.country_holidays(country, years=(year, year + 1), categories=("optional",),
+                                             language="da")
+    except NotImplementedError:  # the country has no optional category
+        return frozenset()
+    return frozenset(optional.values())
