@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from voicebot.chat import api as chat_api
 from voicebot.chat import add_chat_routes, build_chat_service
-from voicebot.chat.service import ChatService
+from voicebot.chat.service import ChatConfig, ChatService
 from voicebot.config import load_settings
 
 XFF = "X-Forwarded-For"
@@ -295,3 +295,54 @@ async def test_chat_requests_and_turns_are_counted_for_prometheus(runtime, tmp_p
     # the turn itself is counted where it is recorded: only with a store (serve always has one)
     text = metrics.exposition().decode()
     assert "voicebot_chat_requests_total" in text and "voicebot_turn_latency_seconds" in text
+
+
+# ---- chat.allowed_origins: which sites' pages may use the chat ------------------------------------
+
+def test_origin_patterns():
+    from voicebot.chat.origins import OriginPolicy
+
+    policy = OriginPolicy(["https://www.kk.dk", "https://*.kk.dk"])
+    assert policy.allows("https://www.kk.dk") and policy.allows("https://borger.kk.dk")
+    assert policy.allows("HTTPS://WWW.KK.DK")
+    assert not policy.allows("http://www.kk.dk")          # another scheme is another origin
+    assert not policy.allows("https://kk.dk.evil.example")
+    assert not policy.allows("https://evilkk.dk")         # *.kk.dk is a subdomain, not a suffix
+    assert not policy.allows("null")                      # sandboxed frames and file: pages
+    assert policy.allows(None)                            # no Origin: not a cross-site page
+    assert policy.allows("http://127.0.0.1:8080", own_host="127.0.0.1:8080")  # the bot's own /chat page
+    assert OriginPolicy([]).allows("https://anywhere.example")
+
+
+@pytest.mark.parametrize("bad", ["https://www.kk.dk/", "www.kk.dk", "https://www.kk.dk/chat", "*"])
+def test_a_bad_origin_pattern_is_a_located_config_error(tmp_path, bad):
+    from voicebot.errors import ConfigError
+
+    site = tmp_path / "site.yaml"
+    site.write_text(f"chat:\n  allowed_origins: ['{bad}']\n")
+    with pytest.raises(ConfigError, match=r"site.yaml:2: chat.allowed_origins: .* is not an origin"):
+        load_settings(site).section("chat", ChatConfig)
+
+
+async def test_only_allowed_sites_pages_may_chat(runtime, tmp_path, make_client):
+    client = await make_client(service_with(runtime, tmp_path, "  allowed_origins: [https://www.kk.dk]\n"))
+    ours = {"Origin": "https://www.kk.dk"}
+    status, _, headers = await post(client, {"message": "Jeg har mistet mit pas"}, ours)
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == "https://www.kk.dk" and headers["Vary"] == "Origin"
+    pre = await client.options("/api/chat", headers={**ours, "Access-Control-Request-Method": "POST"})
+    assert pre.status == 204 and pre.headers["Access-Control-Allow-Origin"] == "https://www.kk.dk"
+    info = await client.get("/api/chat/info", headers=ours)
+    assert info.status == 200 and info.headers["Access-Control-Allow-Origin"] == "https://www.kk.dk"
+
+    theirs = {"Origin": "https://other.example"}
+    status, body, headers = await post(client, {"message": "Jeg har mistet mit pas"}, theirs)
+    assert status == 403 and "allowed_origins" in body["error"]
+    assert "Access-Control-Allow-Origin" not in headers  # the browser hides the answer too
+    for resp in (await client.options("/api/chat", headers={**theirs, "Access-Control-Request-Method": "POST"}),
+                 await client.get("/api/chat/info", headers=theirs)):
+        assert resp.status == 403 and "Access-Control-Allow-Origin" not in resp.headers
+    # no Origin (curl, monitoring): not a page of another site
+    assert (await post(client, {"message": "Jeg har mistet mit pas"}))[0] == 200
+    # widget.js itself stays public: any page may load the script (the API then decides)
+    assert (await client.get("/widget.js", headers=theirs)).status == 200

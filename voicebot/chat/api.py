@@ -9,7 +9,8 @@ The embeddable widget: ``GET /widget.js`` (one ``<script src=".../widget.js" dat
 tag on any page; see ``voicebot/chat/widget.js``), ``GET /widget-demo`` (a host page carrying that tag)
 and ``GET /api/chat/info?tenant=kff`` (``{phone, hours_today, open_now, ...}`` for its "Tal med en
 medarbejder" panel and its privacy note). The widget runs on other sites' pages, so the chat API
-answers cross-origin requests (``Access-Control-Allow-Origin: *``; no cookies are involved).
+answers cross-origin requests: from any site, or only from ``chat.allowed_origins`` (403 for the
+others; ``voicebot/chat/origins.py``). No cookies are involved.
 
 Status codes: 400 bad JSON (also nested deeper than ``MAX_JSON_DEPTH``) or a bad field; 408 a body
 that takes longer than ``BODY_SECONDS`` to arrive; 413 a body over ``MAX_BODY_BYTES`` or a message
@@ -37,6 +38,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from voicebot.chat.limits import ChatBusy, RateLimiter, WorkPool, client_key, parse_networks
+from voicebot.chat.origins import OriginPolicy
 from voicebot.chat.service import MAX_BODY_BYTES
 from voicebot.knowledge.departments import HUMAN, KnowledgeConfig, load_directory
 from voicebot.knowledge.hours import DANISH_DAYS, DAYS, parse_interval
@@ -56,7 +58,7 @@ WIDGET = Path(__file__).with_name("widget.html")
 WIDGET_JS = Path(__file__).with_name("widget.js")
 WIDGET_DEMO = Path(__file__).with_name("widget_demo.html")
 WIDGET_JS_MAX_AGE = 300  # seconds: a fixed widget reaches every host page within minutes
-CORS = {"Access-Control-Allow-Origin": "*"}  # the widget runs on other sites' pages; no credentials
+CORS = {"Access-Control-Allow-Origin": "*"}  # widget.js: a public script any page may load
 SERVICE_KEY: web.AppKey = web.AppKey("chat_service", object)
 API_KEY: web.AppKey = web.AppKey("chat_api", object)
 
@@ -77,7 +79,7 @@ class BadRequest(Exception):
 def _error(status: int, error: str, message: str | None = None, retry_after: float | None = None) -> web.Response:
     body = {"error": error, **({"message": message} if message else {})}
     headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after is not None else None
-    return web.json_response(body, status=status, headers={**CORS, **(headers or {})},
+    return web.json_response(body, status=status, headers=headers,  # CORS: origin_middleware
                              dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
 
@@ -144,6 +146,7 @@ class ChatApi:
         self.trusted = parse_networks(c.trusted_proxies)
         self.limiter = RateLimiter(c.rate_per_second, c.rate_burst)
         self.pool = WorkPool(c.workers, c.max_waiting, c.wait_seconds)
+        self.origins = OriginPolicy(c.allowed_origins)
         self._refused: dict[str, int] = {}  # since the last log line
         self._refused_logged = 0.0
 
@@ -172,11 +175,11 @@ class ChatApi:
         except Exception:  # noqa: BLE001 - the request's boundary: a bug answers 500, logged, never a hang
             log.exception("chat turn failed", extra={"session": session_id or "new"})
             return _error(500, "internal error (logged)", FAILED)
-        return web.json_response(result, headers=CORS, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        return web.json_response(result, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
     async def preflight(self, request: web.Request) -> web.Response:
         """CORS preflight of the widget's JSON POST from another site's page."""
-        return web.Response(status=204, headers={**CORS, "Access-Control-Allow-Methods": "POST, GET, OPTIONS",
+        return web.Response(status=204, headers={"Access-Control-Allow-Methods": "POST, GET, OPTIONS",
                                                  "Access-Control-Allow-Headers": "Content-Type",
                                                  "Access-Control-Max-Age": "86400"})
 
@@ -188,7 +191,7 @@ class ChatApi:
             return _error(404, f"unknown tenant {tenant!r} (tenants: {', '.join(sorted(kb.tenants))})")
         body = chat_info(self.service.settings, dt.datetime.now(dt.timezone.utc), kb, tenant)
         body["max_message_chars"] = self.service.config.max_message_chars
-        return web.json_response(body, headers={**CORS, "Cache-Control": "no-cache"},
+        return web.json_response(body, headers={"Cache-Control": "no-cache"},
                                  dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
     def _note_refused(self, reason: str) -> None:
@@ -266,12 +269,30 @@ async def widget_demo(request: web.Request) -> web.Response:
     return web.Response(text=WIDGET_DEMO.read_text(encoding="utf-8"), content_type="text/html")
 
 
+@web.middleware
+async def origin_middleware(request: web.Request, handler):
+    """The chat API's CORS: refuse pages of sites outside ``chat.allowed_origins`` (before any
+    work), and give the allowed ones the headers their browser needs."""
+    api = request.app.get(API_KEY)
+    if api is None or not request.path.startswith("/api/chat"):
+        return await handler(request)
+    origin = request.headers.get("Origin")
+    if not api.origins.allows(origin, request.host):
+        CHAT_REQUESTS.labels("403").inc()
+        api._note_refused("origin")
+        return _error(403, f"pages of {origin} may not use this chat (chat.allowed_origins)")
+    response = await handler(request)
+    response.headers.update(api.origins.headers(origin))
+    return response
+
+
 def add_chat_routes(app: web.Application, service: ChatService) -> ChatApi:
     """Mount the chat API and widget on the ``voicebot serve`` web app; the chat's worker
     threads stop with the app."""
     api = ChatApi(service)
     app[SERVICE_KEY] = service
     app[API_KEY] = api
+    app.middlewares.append(origin_middleware)
     app.router.add_post("/api/chat", api.chat)
     app.router.add_route("OPTIONS", "/api/chat", api.preflight)
     app.router.add_get("/api/chat/info", api.info)

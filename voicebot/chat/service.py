@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from voicebot.chat.limits import ChatBusy, parse_networks
+from voicebot.chat.origins import check_patterns
 from voicebot.chat.sessions import Session, SessionStore
 from voicebot.dialogue import Ask, ChatMessage, Conversation, OfferSms, Say, SendSms, Transfer
 from voicebot.knowledge.departments import KnowledgeConfig
@@ -44,6 +45,7 @@ class ChatConfig:
     rate_per_second: float = 2.0
     rate_burst: int = 10
     trusted_proxies: list[str] = dataclasses.field(default_factory=list)
+    allowed_origins: list[str] = dataclasses.field(default_factory=list)  # sites whose pages may chat; []: any
     workers: int = 1
     max_waiting: int = 20
     wait_seconds: float = 2.0
@@ -64,6 +66,7 @@ class ChatConfig:
         if self.workers > 8:
             raise ValueError("workers: at most 8 (the chat must not starve the phone's speech work)")
         parse_networks(self.trusted_proxies)
+        check_patterns(self.allowed_origins)
 
 
 def render(actions: list[Action]) -> dict[str, Any]:
