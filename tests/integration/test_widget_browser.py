@@ -8,6 +8,8 @@ Set WIDGET_SCREENSHOTS=1 to (re)write docs/screenshots/widget*.png.
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import re
 import shutil
@@ -151,6 +153,34 @@ async def test_ask_clarify_rate_and_the_record(site, page):
                                                      "tak for hjælpen", "4"]
     assert [t["decision"] for t in record["turns"]][-2:] == ["survey", "survey"]
     assert record["turns"][0]["intent"] == "pas-mistet"
+
+
+async def test_the_staff_button_is_a_transfer_in_the_record(site, page):
+    """"Tal med en medarbejder" shows the contact panel and puts the request for a person into the
+    conversation's record (once), so the monthly report counts the chat's transfers."""
+    expect = playwright_api.expect
+    await (await _open(page, site["host"] + "/")).click()
+    await _ask(page, "Jeg har mistet mit pas")
+    live = page.locator('[aria-live="polite"]')
+    await expect(live).to_contain_text("politi")
+    staff = page.get_by_role("button", name="Tal med en medarbejder")
+    for _ in range(2):  # open, close, open: one turn
+        await staff.click()
+    await staff.click()
+    await expect(page.get_by_role("region", name="Tal med en medarbejder")).to_contain_text("33 66 33 66")
+    store = site["store"]
+    for _ in range(50):
+        turns = store.recent(1)[0].turns if store.recent(1) else []
+        if len(turns) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(0.5)  # a second request would have arrived by now
+    record = store.recent(1)[0]
+    assert [t.heard for t in record.turns] == ["Jeg har mistet mit pas", "Tal med en medarbejder"]
+    assert record.turns[1].decision == "transfer"
+    await expect(live).not_to_contain_text("Du kan kontakte")  # the panel is the answer, not a bubble
+    site["service"].close_all()
+    assert store.recent(1)[0].outcome.startswith("transfer")
 
 
 async def test_host_page_styles_are_untouched(site, page):

@@ -205,6 +205,7 @@
   root.appendChild(panel);
 
   var sessionId = loadSession(), busy = false, info = null, infoPromise = null, started = false;
+  var staffNoted = false; // this session's record already has the "Tal med en medarbejder" turn
 
   function scrollDown() { log.scrollTop = log.scrollHeight; }
 
@@ -280,6 +281,7 @@
       }
       if (data.new_session && sessionId) addMessage("note", T.restarted);
       sessionId = data.ended ? null : data.session_id; // a goodbye: the next message starts afresh
+      if (data.ended || data.new_session) staffNoted = false;
       saveSession(sessionId);
       addMessage("bot", data.reply.text || "", data.reply.link);
       if (data.reply.options && data.reply.options.length) addChoices(data.reply.options, data.reply.ask);
@@ -334,6 +336,19 @@
     renderContact(info);
     contact.hidden = false;
     loadInfo().then(function (data) { if (data && !contact.hidden) renderContact(data); });
+    noteStaffRequest();
+  }
+
+  // The conversation's record counts the request for a person (the KPIs' transfers), as if it
+  // had been typed; the panel above is the answer, so the reply is not shown. Once a session.
+  function noteStaffRequest() {
+    if (staffNoted || busy) return;
+    staffNoted = true;
+    post(T.staff).then(function (r) {
+      if (!r.res || !r.res.ok || !r.data || !r.data.session_id) { staffNoted = false; return; }
+      sessionId = r.data.ended ? null : r.data.session_id;
+      saveSession(sessionId);
+    });
   }
 
   function open() {
