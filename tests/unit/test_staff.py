@@ -203,6 +203,47 @@ async def test_logout(make_client):
     assert (await client.get("/staff/", allow_redirects=False)).status == 303
 
 
+async def test_a_login_outlives_a_restart_and_holds_on_another_instance(make_client, world, monkeypatch, capsys):
+    first = await make_client()
+    page = await (await login(first)).text()
+    cookie = first.session.cookie_jar.filter_cookies(first.make_url("/staff/"))["staff_session"].value
+    assert cookie not in world["users_db"].read_bytes().decode("latin-1")  # only its hash is stored
+    await first.close()  # the bot restarts (or the next request reaches a second instance)
+    second = await make_client()
+    second.session.cookie_jar.update_cookies({"staff_session": cookie})
+    resp = await second.get("/staff/", allow_redirects=False)
+    assert resp.status == 200 and "Log ud" in await resp.text()
+    # logging out on one instance ends the session on every instance
+    third = await make_client()
+    third.session.cookie_jar.update_cookies({"staff_session": cookie})
+    assert (await third.get("/staff/", allow_redirects=False)).status == 200
+    await second.post("/staff/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert (await third.get("/staff/", allow_redirects=False)).status == 303
+
+
+async def test_a_new_password_ends_the_users_sessions(make_client, world, monkeypatch, capsys):
+    client = await make_client()
+    await login(client)
+    assert (await client.get("/staff/", allow_redirects=False)).status == 200
+    add_user(world["users_db"], "anna", "kff", "et helt andet kodeord", monkeypatch, capsys)
+    assert (await client.get("/staff/", allow_redirects=False)).status == 303
+
+
+def test_stored_sessions_expire_when_idle(world):
+    from voicebot.staff.auth import IDLE_TTL, Sessions
+
+    now = [1_000_000.0]
+    users = StaffUsers(world["users_db"])
+    session = Sessions(lambda: now[0], store=users).new(users.get("anna"))
+    now[0] += IDLE_TTL - 10
+    assert Sessions(lambda: now[0], store=users).get(session.id) is not None  # another process: still in
+    now[0] += 120
+    assert Sessions(lambda: now[0], store=users).get(session.id) is not None  # touched 130 s ago
+    now[0] += IDLE_TTL + 1
+    assert Sessions(lambda: now[0], store=users).get(session.id) is None
+    users.close()
+
+
 # ---- tenants ---------------------------------------------------------------------------------
 
 def conversations_row(page: str) -> list[str]:

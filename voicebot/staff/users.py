@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import re
 import sqlite3
@@ -37,6 +38,16 @@ CREATE TABLE IF NOT EXISTS staff_users (
     password_hash TEXT NOT NULL,
     created_at TEXT NOT NULL
 )"""
+# logged-in sessions, so a restart (or another bot instance on this machine) keeps staff logged in;
+# the cookie's id is stored only as its SHA-256, so this file never holds a usable session
+SESSIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS staff_sessions (
+    id_hash TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    csrf TEXT NOT NULL,
+    created REAL NOT NULL,
+    seen REAL NOT NULL
+)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +68,7 @@ class StaffUsers:
                 os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10.0)
             self._db.execute(SCHEMA)
+            self._db.execute(SESSIONS_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise VoicebotError(f"{self.path}: cannot open the staff accounts: {exc}") from None
         # verified against when the user does not exist, so a wrong name costs as long as a wrong password
@@ -85,6 +97,7 @@ class StaffUsers:
                        "ON CONFLICT(name) DO UPDATE SET tenant = excluded.tenant, "
                        "password_hash = excluded.password_hash",
                        (name, tenant, hashed, timestamp(utc_now())))
+            db.execute("DELETE FROM staff_sessions WHERE name = ?", (name,))  # a new password logs out
         return StaffUser(name, tenant)
 
     def verify(self, name: str, password: str) -> StaffUser | None:
@@ -109,6 +122,38 @@ class StaffUsers:
             row = db.execute("SELECT name, tenant FROM staff_users WHERE name = ?", (name,)).fetchone()
         return StaffUser(*row) if row else None
 
+    # -- sessions (voicebot/staff/auth.py keeps them; here they outlive the process) -------------
+
+    def save_session(self, session_id: str, name: str, csrf: str, created: float, seen: float) -> None:
+        with self._db_locked() as db:
+            db.execute("INSERT OR REPLACE INTO staff_sessions (id_hash, name, csrf, created, seen) "
+                       "VALUES (?, ?, ?, ?, ?)", (_id_hash(session_id), name, csrf, created, seen))
+
+    def load_session(self, session_id: str) -> tuple[StaffUser, str, float, float] | None:
+        """(user as the accounts file has it now, csrf, created, seen), or None; a session of a
+        user who is gone is no session."""
+        with self._db_locked() as db:
+            row = db.execute("SELECT u.name, u.tenant, s.csrf, s.created, s.seen FROM staff_sessions s "
+                             "JOIN staff_users u ON u.name = s.name WHERE s.id_hash = ?",
+                             (_id_hash(session_id),)).fetchone()
+        return (StaffUser(row[0], row[1]), row[2], row[3], row[4]) if row else None
+
+    def touch_session(self, session_id: str, seen: float) -> None:
+        with self._db_locked() as db:
+            db.execute("UPDATE staff_sessions SET seen = ? WHERE id_hash = ?", (seen, _id_hash(session_id)))
+
+    def delete_session(self, session_id: str) -> None:
+        with self._db_locked() as db:
+            db.execute("DELETE FROM staff_sessions WHERE id_hash = ?", (_id_hash(session_id),))
+
+    def purge_sessions(self, idle_before: float, created_before: float) -> None:
+        with self._db_locked() as db:
+            db.execute("DELETE FROM staff_sessions WHERE seen < ? OR created < ?", (idle_before, created_before))
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()

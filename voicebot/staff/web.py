@@ -74,11 +74,11 @@ def add_staff_routes(app: web.Application, *, settings: Settings, runtime: Dialo
     from voicebot.store.readonly import read_source
 
     knowledge = settings.section("knowledge", KnowledgeConfig)
+    users = users or StaffUsers(settings.path(DEFAULT_PATH))
     site = StaffSite(settings=settings, runtime=runtime,
-                     store_path=store_path or read_source(settings),
-                     users=users or StaffUsers(settings.path(DEFAULT_PATH)),
+                     store_path=store_path or read_source(settings), users=users,
                      knowledge_root=knowledge_root or settings.path(knowledge.directory),
-                     secure_cookies=settings.web.admin_secure_cookies)
+                     secure_cookies=settings.web.admin_secure_cookies, sessions=Sessions(store=users))
     h = _Handlers(site)
     app.router.add_get("/staff", h.to_root)
     app.router.add_get("/staff/", h.dashboard)
