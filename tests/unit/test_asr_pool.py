@@ -38,3 +38,53 @@ def test_busy_decodes_use_the_cheaper_settings():
 def test_bad_busy_settings_are_refused(bad):
     with pytest.raises(ValueError, match="busy"):
         WhisperConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("jobs, idle_s, model, beam", [(1, 10.0, "solo", 5), (1, 0.5, "shared", 5),
+                                                      (2, 10.0, "shared", 2), (0, 10.0, "shared", 5)])
+def test_a_decode_alone_in_a_quiet_pool_takes_the_solo_model(monkeypatch, jobs, idle_s, model, beam):
+    """Alone in a pool that stood empty for solo_after_idle_s: the copy with more threads; among
+    others, right after others (load), or called outside the pool (eval, tests): the one-thread
+    model, so measured RTFs stay per core."""
+    import numpy as np
+
+    from voicebot.speech.asr import whisper
+
+    engine = WhisperEngine.__new__(WhisperEngine)
+    engine.config = WhisperConfig()
+    engine.model, engine.solo_model = "shared", "solo"
+    used = []
+    monkeypatch.setattr(engine, "_decode", lambda m, audio, audio_s, b: used.append((m, b)) or ("", 0.0))
+    monkeypatch.setattr(whisper, "in_flight", lambda: jobs)
+    monkeypatch.setattr(whisper, "idle_gap_s", lambda: idle_s)
+    engine.decode(np.zeros(8000, dtype=np.int16), 8000)
+    assert used == [(model, beam)]
+
+
+def test_solo_threads_must_not_be_negative():
+    with pytest.raises(ValueError, match="solo_threads"):
+        WhisperConfig(solo_threads=-1).validate()
+
+
+def test_the_pool_knows_how_long_it_stood_empty_before_its_jobs():
+    import time
+
+    pool = CountingPool(max_workers=1)
+    try:
+        assert pool.idle_gap_s == float("inf")
+        pool.submit(lambda: None).result(5)
+        assert pool.idle_gap_s == float("inf")  # the first job: never used before
+        time.sleep(0.3)
+        release = threading.Event()
+        first = pool.submit(release.wait, 5)
+        assert 0.3 <= pool.idle_gap_s < 5
+        gap = pool.idle_gap_s
+        second = pool.submit(lambda: None)  # joins a running job: the gap stays the run's
+        assert pool.idle_gap_s == gap
+        release.set()
+        first.result(5), second.result(5)
+        time.sleep(0.05)  # the count drops in a done-callback, just after result() returns
+        pool.submit(lambda: None).result(5)
+        assert pool.idle_gap_s < 0.3  # right after the last run
+    finally:
+        pool.shutdown()

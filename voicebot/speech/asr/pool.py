@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,9 +30,13 @@ class CountingPool(concurrent.futures.ThreadPoolExecutor):
         super().__init__(*args, **kwargs)
         self._count_lock = threading.Lock()
         self.in_flight = 0
+        self._idle_since = float("-inf")  # when in_flight last fell to 0
+        self.idle_gap_s = math.inf         # how long the pool was empty before its current run of jobs
 
     def submit(self, fn, /, *args, **kwargs) -> concurrent.futures.Future:
         with self._count_lock:
+            if self.in_flight == 0:
+                self.idle_gap_s = time.monotonic() - self._idle_since
             self.in_flight += 1
         try:
             future = super().submit(fn, *args, **kwargs)
@@ -43,6 +49,8 @@ class CountingPool(concurrent.futures.ThreadPoolExecutor):
     def _finished(self, _future) -> None:
         with self._count_lock:
             self.in_flight -= 1
+            if self.in_flight == 0:
+                self._idle_since = time.monotonic()
 
 
 _pool: CountingPool | None = None
@@ -62,6 +70,12 @@ def get_pool(workers: int, nice: int = 0) -> CountingPool:
 def in_flight() -> int:
     """Decoding jobs running or queued in this process's pool (the caller's own included)."""
     return _pool.in_flight if _pool is not None else 0
+
+
+def idle_gap_s() -> float:
+    """How long the pool stood empty before the jobs now in it arrived (inf: never used): a lone
+    decode after a long gap has the machine to itself (whisper.py's solo decode)."""
+    return _pool.idle_gap_s if _pool is not None else math.inf
 
 
 async def run_in_pool(pool: concurrent.futures.Executor, fn: Callable[..., T], *args) -> T:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import threading
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ import numpy as np
 from voicebot.errors import EngineError
 from voicebot.speech.asr.base import Choice, ClosedResult, SegmentEngine
 from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
-from voicebot.speech.asr.pool import in_flight
+from voicebot.speech.asr.pool import idle_gap_s, in_flight
 from voicebot.speech.asr.whisper_window import short_window
 from voicebot.speech.audio import resample
 
@@ -48,6 +49,11 @@ class WhisperConfig:
     # (docs/speech.md: beam 2 + 3 s is ~25 % less CPU for WER 0.476 -> 0.515 on nst-da)
     beam_size_busy: int = 2
     window_pad_s_busy: float = 3.0
+    # a decode alone in the pool after it stood empty for solo_after_idle_s uses this many
+    # threads (a second copy of the model): a lone caller's answer comes ~30 % sooner; 0 or 1: off.
+    # The idle gap keeps it off under load, where its extra thread would compete with the next decode
+    solo_threads: int = 2
+    solo_after_idle_s: float = 2.0
     closed_pad_s: float = 2.0         # closed sets: encode speech + this much padding
     closed_none_score: float = 3.0    # closed sets: evidence (nats) "none of them" gets
 
@@ -58,8 +64,10 @@ class WhisperConfig:
             raise ValueError("window_pad_s, window_pad_s_busy: must not be negative")
         if not 0 < self.no_speech_max <= 1:
             raise ValueError("no_speech_max: must be in (0, 1]")
-        if self.cpu_threads < 0 or self.hotwords_max < 0 or self.no_repeat_ngram_size < 0:
-            raise ValueError("cpu_threads, hotwords_max, no_repeat_ngram_size: must not be negative")
+        if min(self.cpu_threads, self.solo_threads, self.hotwords_max, self.no_repeat_ngram_size,
+               self.solo_after_idle_s) < 0:
+            raise ValueError("cpu_threads, solo_threads, solo_after_idle_s, hotwords_max, "
+                             "no_repeat_ngram_size: must not be negative")
         if not 0 <= self.closed_pad_s <= 25:
             raise ValueError("closed_pad_s: must be between 0 and 25 seconds")
 
@@ -79,9 +87,14 @@ class WhisperEngine(SegmentEngine):
         from voicebot.models import model_path
 
         path = model_path(config.model)
+        solo = min(config.solo_threads, os.cpu_count() or 1)
         try:
             self.model = WhisperModel(str(path), device="cpu", compute_type=config.compute_type,
                                       cpu_threads=config.cpu_threads, num_workers=max(1, workers))
+            # CTranslate2 fixes a model's threads when it loads, so the lone decode needs its own copy
+            self.solo_model = (WhisperModel(str(path), device="cpu", compute_type=config.compute_type,
+                                            cpu_threads=solo, num_workers=1)
+                               if workers > 1 and solo > max(1, config.cpu_threads) else None)
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
         words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
@@ -96,18 +109,23 @@ class WhisperEngine(SegmentEngine):
     def decode(self, samples: np.ndarray, rate: int) -> tuple[str, float]:
         audio = resample(samples, rate, RATE).astype(np.float32) / 32768.0
         audio_s = len(audio) / RATE
-        beam_size, pad_s = self.settings(busy=in_flight() > 1)
+        jobs = in_flight()  # 0: called outside the pool (eval, tests); 1: alone in the pool
+        beam_size, pad_s = self.settings(busy=jobs > 1)
+        # alone in a quiet pool, the decode may take the other cores; a decode that arrives
+        # meanwhile shares them for the few hundred ms that are left (never the same model)
+        solo = jobs == 1 and self.solo_model is not None and idle_gap_s() >= self.config.solo_after_idle_s
+        model = self.solo_model if solo else self.model
         with short_window(pad_s):
-            return self._decode(audio, audio_s, beam_size)
+            return self._decode(model, audio, audio_s, beam_size)
 
     def settings(self, busy: bool) -> tuple[int, float]:
         """(beam size, window padding) for a decode; ``busy``: other decodes run or wait."""
         c = self.config
         return (c.beam_size_busy, c.window_pad_s_busy) if busy else (c.beam_size, c.window_pad_s)
 
-    def _decode(self, audio: np.ndarray, audio_s: float, beam_size: int) -> tuple[str, float]:
+    def _decode(self, model, audio: np.ndarray, audio_s: float, beam_size: int) -> tuple[str, float]:
         c = self.config
-        segments, _ = self.model.transcribe(
+        segments, _ = model.transcribe(
             audio, language=c.language, beam_size=beam_size, temperature=0.0,
             initial_prompt=c.prompt or None, hotwords=self.hotwords,
             no_repeat_ngram_size=c.no_repeat_ngram_size, condition_on_previous_text=False,
