@@ -91,10 +91,11 @@ class WhisperEngine(SegmentEngine):
         try:
             self.model = WhisperModel(str(path), device="cpu", compute_type=config.compute_type,
                                       cpu_threads=config.cpu_threads, num_workers=max(1, workers))
-            # CTranslate2 fixes a model's threads when it loads, so the lone decode needs its own copy
+            # CTranslate2 fixes a model's threads when it loads, so the lone decode needs its own
+            # copy (none when cpu_threads is 0: CTranslate2's own count, already every core)
             self.solo_model = (WhisperModel(str(path), device="cpu", compute_type=config.compute_type,
                                             cpu_threads=solo, num_workers=1)
-                               if workers > 1 and solo > max(1, config.cpu_threads) else None)
+                               if workers > 1 and 1 <= config.cpu_threads < solo else None)
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
         words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
