@@ -15,6 +15,8 @@ DEB_PACKAGES += postgresql
 DEB_PACKAGES += kamailio
 # openssl: tests/integration/test_trunk.py makes its TLS certificates at test time
 DEB_PACKAGES += openssl
+# wdanish: the Danish word list whisper-base-da's vocabulary is cut to (voicebot/models/whisper_trim.py)
+DEB_PACKAGES += wdanish
 STAMP := $(VENV)/.installed
 SECRETS ?= asterisk/secrets.env
 

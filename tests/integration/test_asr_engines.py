@@ -35,7 +35,7 @@ def settings():
 
 @pytest.fixture(scope="session")
 def whisper(settings):
-    ensure_model("whisper-base")
+    ensure_model("whisper-base-da")  # the default; built from whisper-base
     from voicebot.speech.asr import load_engine
 
     return load_engine(settings, engine="whisper")

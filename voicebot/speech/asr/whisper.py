@@ -21,6 +21,7 @@ from voicebot.errors import EngineError
 from voicebot.speech.asr.base import Choice, ClosedResult, SegmentEngine
 from voicebot.speech.asr.guards import collapse_repeats, compression_ratio, is_prompt_echo, limit_length
 from voicebot.speech.asr.pool import idle_gap_s, in_flight
+from voicebot.speech.asr.whisper_vocab import use_trimmed_vocabulary
 from voicebot.speech.asr.whisper_window import short_window
 from voicebot.speech.audio import resample
 
@@ -32,7 +33,7 @@ logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every u
 class WhisperConfig:
     """``speech.asr.whisper``"""
 
-    model: str = "whisper-base"       # manifest name or model directory
+    model: str = "whisper-base-da"    # manifest name or model directory
     compute_type: str = "int8"
     cpu_threads: int = 1              # per decode; parallelism comes from the pool
     beam_size: int = 5
@@ -98,6 +99,9 @@ class WhisperEngine(SegmentEngine):
                                if workers > 1 and 1 <= config.cpu_threads < solo else None)
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
+        for loaded in (self.model, self.solo_model):
+            if loaded is not None:
+                use_trimmed_vocabulary(loaded, path)  # whisper-base-da: ids mapped at the boundary
         words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
         self.hotwords = " ".join(words) or None
         self._scorer = None
