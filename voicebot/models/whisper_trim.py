@@ -10,7 +10,8 @@ Kept, as original token ids (``token_ids.json``, in order; the new model's id i 
 i-th entry):
 - every token of the Danish word list (Debian's ``wdanish``, ~313,000 word forms), each word
   tokenized as " ord", " Ord" and "ord";
-- the tokens of the project's own texts (the knowledge articles and the default configuration);
+- the tokens of the project's own texts (the knowledge articles and the default configuration,
+  as they are at build time: `voicebot models install whisper-base-da --force` rebuilds);
 - numbers 0-999 and punctuation; every single-character token, so any text stays spellable;
 - the FREQUENT lowest ids (GPT-2's earliest merges: the commonest pieces of any language);
 - the empty token just before them, by which CTranslate2 recognizes a multilingual model, and
@@ -40,7 +41,7 @@ from voicebot.models.ct2_file import read_model, write_model
 
 TRIM_VERSION = 1              # bump when the rule changes: installed models are then rebuilt
 BASE_MODEL = "whisper-base"
-WORDLIST = Path(os.environ.get("VOICEBOT_DANISH_WORDLIST", "/usr/share/dict/danish"))
+WORDLIST = Path("/usr/share/dict/danish")  # Debian package wdanish (make setup installs it)
 FREQUENT = 5000
 TOKEN_IDS_FILE = "token_ids.json"
 EMBEDDINGS = "decoder/embeddings/weight"  # the output projection is an alias of it

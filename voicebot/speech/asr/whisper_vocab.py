@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from voicebot.errors import EngineError
-
-TOKEN_IDS_FILE = "token_ids.json"  # = voicebot.models.whisper_trim.TOKEN_IDS_FILE
+from voicebot.models.whisper_trim import TOKEN_IDS_FILE
 
 
 @dataclasses.dataclass
