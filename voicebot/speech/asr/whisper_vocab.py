@@ -57,7 +57,7 @@ class TrimmedWhisper:
                                          if i < 0 or i in self._new]
         results = self._model.generate(features, [self.to_model(p) for p in prompts], *args, **kwargs)
         return [Result(r.sequences, [[self._old[i] for i in seq] for seq in r.sequences_ids],
-                       r.scores, r.no_speech_prob, r.logits) for r in results]
+                       r.scores, r.no_speech_prob, getattr(r, "logits", [])) for r in results]
 
     def align(self, features, start_sequence, text_tokens, num_frames, *args, **kwargs):
         return self._model.align(features, self.to_model(start_sequence),
