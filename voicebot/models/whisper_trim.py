@@ -38,6 +38,7 @@ import numpy as np
 from voicebot.config import PROJECT_ROOT
 from voicebot.errors import ModelError
 from voicebot.models.ct2_file import read_model, write_model
+from voicebot.models.install import MARKER
 
 TRIM_VERSION = 1              # bump when the rule changes: installed models are then rebuilt
 BASE_MODEL = "whisper-base"
@@ -57,8 +58,13 @@ def source_stamp() -> dict:
 
 def build(directory: Path) -> dict[str, str]:
     """Write the trimmed model into ``directory``; return {file: note}."""
-    base = _base_directory(install=True)
     from tokenizers import Tokenizer
+
+    from voicebot.models import install
+
+    entry = _base_entry()
+    install(entry, progress=False)  # a no-op when it is installed
+    base = entry.directory
 
     tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
     vocabulary = (base / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
@@ -122,8 +128,7 @@ def _words(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ModelError(f"the Danish word list {path} is missing ({exc.strerror}): "
-                         "apt-get install wdanish (make setup does)") from None
+        raise _no_wordlist(exc) from None
     return [w for w in (line.strip() for line in text.splitlines()) if w]
 
 
@@ -138,25 +143,19 @@ def _project_words() -> list[str]:
     return words
 
 
-def _base_directory(install: bool = False) -> Path:
-    from voicebot.models import install as install_model
-    from voicebot.models import is_installed, load_manifest
+def _base_entry():
+    from voicebot.models import load_manifest
 
     entries = load_manifest()
     if BASE_MODEL not in entries:
         raise ModelError(f"{BASE_MODEL} is not in models/manifest.yaml")
-    entry = entries[BASE_MODEL]
-    if not is_installed(entry):
-        if not install:
-            raise ModelError(f"{BASE_MODEL} is not installed")
-        install_model(entry)
-    return entry.directory
+    return entries[BASE_MODEL]
 
 
 def _base_stamp() -> str:
-    marker = _base_directory() / ".installed.json"
+    """The base model's install marker, hashed: a reinstalled whisper-base means a rebuild."""
     try:
-        return hashlib.sha256(marker.read_bytes()).hexdigest()[:16]
+        return hashlib.sha256((_base_entry().directory / MARKER).read_bytes()).hexdigest()[:16]
     except OSError:
         raise ModelError(f"{BASE_MODEL} is not installed") from None
 
@@ -164,8 +163,13 @@ def _base_stamp() -> str:
 def _wordlist_size() -> int:
     try:
         return WORDLIST.stat().st_size
-    except OSError:
-        raise ModelError(f"the Danish word list {WORDLIST} is missing: apt-get install wdanish") from None
+    except OSError as exc:
+        raise _no_wordlist(exc) from None
+
+
+def _no_wordlist(exc: OSError) -> ModelError:
+    return ModelError(f"the Danish word list {WORDLIST} is missing ({exc.strerror}): "
+                      "apt-get install wdanish (make setup does)")
 
 
 def _check_loads(directory: Path) -> None:

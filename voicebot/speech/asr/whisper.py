@@ -99,9 +99,8 @@ class WhisperEngine(SegmentEngine):
                                if workers > 1 and 1 <= config.cpu_threads < solo else None)
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
-        for loaded in (self.model, self.solo_model):
-            if loaded is not None:
-                use_trimmed_vocabulary(loaded, path)  # whisper-base-da: ids mapped at the boundary
+        # whisper-base-da: token ids are mapped where they enter and leave CTranslate2
+        use_trimmed_vocabulary([m for m in (self.model, self.solo_model) if m is not None], path)
         words = [w for w in self.vocabulary if w.strip()][: config.hotwords_max]
         self.hotwords = " ".join(words) or None
         self._scorer = None

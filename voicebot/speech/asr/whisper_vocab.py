@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from voicebot.errors import EngineError
@@ -89,10 +89,11 @@ def token_ids(directory: Path) -> list[int] | None:
     return ids
 
 
-def use_trimmed_vocabulary(whisper_model, directory: Path) -> bool:
-    """Wrap a faster_whisper.WhisperModel loaded from ``directory`` if its vocabulary is trimmed."""
+def use_trimmed_vocabulary(whisper_models: Iterable, directory: Path) -> bool:
+    """Wrap the faster_whisper.WhisperModels loaded from ``directory`` if its vocabulary is trimmed."""
     kept = token_ids(directory)
     if kept is None:
         return False
-    whisper_model.model = TrimmedWhisper(whisper_model.model, kept, whisper_model.hf_tokenizer)
+    for model in whisper_models:
+        model.model = TrimmedWhisper(model.model, kept, model.hf_tokenizer)
     return True
