@@ -102,7 +102,7 @@ def test_two_instances_share_calls_and_store_and_a_killed_one_hands_over(two_bot
     for bot in (first, second):
         health = bot.health()
         assert health["ready"] and health["instance"]["app"] == bot.app
-        assert health["instance"]["event_loop"] == "uvloop"  # run_loop in commands/serve.py
+        assert health["instance"]["event_loop"] == "uvloop"  # run_loop in voicebot/eventloop.py
         assert health["instance"]["store"]["backend"] == "postgresql" and "password" not in str(health)
 
     # spread: two calls in a row land on different instances, both recorded in the one store

@@ -34,24 +34,28 @@ def test_busy_decodes_use_the_cheaper_settings():
     assert engine.settings(busy=True) == (2, 3.0)
 
 
-@pytest.mark.parametrize("bad", [{"beam_size_busy": 0}, {"window_pad_s_busy": -1.0}])
+@pytest.mark.parametrize("bad", [{"beam_size_busy": 0}, {"window_pad_s_busy": -1.0},
+                                 {"busy_within_s": -1.0}])
 def test_bad_busy_settings_are_refused(bad):
     with pytest.raises(ValueError, match="busy"):
         WhisperConfig(**bad).validate()
 
 
-@pytest.mark.parametrize("jobs, idle_s, model, beam", [(1, 10.0, "solo", 5), (1, 0.5, "shared", 5),
-                                                      (2, 10.0, "shared", 2), (0, 10.0, "shared", 5)])
+@pytest.mark.parametrize("jobs, idle_s, model, beam", [(1, 10.0, "solo", 5), (1, 2.5, "shared", 5),
+                                                      (1, 0.5, "shared", 2), (2, 10.0, "shared", 2),
+                                                      (3, 0.0, "shared", 2), (0, 0.0, "shared", 5)])
 def test_a_decode_alone_in_a_quiet_pool_takes_the_solo_model(monkeypatch, jobs, idle_s, model, beam):
     """Alone in a pool that stood empty for solo_after_idle_s: the copy with more threads; among
     others, right after others (load), or called outside the pool (eval, tests): the one-thread
-    model, so measured RTFs stay per core."""
+    model, so measured RTFs stay per core. The beam: full when the pool was quiet for
+    busy_within_s, narrower among or right after others; outside the pool always the full
+    settings."""
     import numpy as np
 
     from voicebot.speech.asr import whisper
 
     engine = WhisperEngine.__new__(WhisperEngine)
-    engine.config = WhisperConfig()
+    engine.config = WhisperConfig(solo_after_idle_s=3.0, busy_within_s=1.0)
     engine.model, engine.solo_model = "shared", "solo"
     used = []
     monkeypatch.setattr(engine, "_decode", lambda m, audio, audio_s, b: used.append((m, b)) or ("", 0.0))

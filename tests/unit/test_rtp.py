@@ -46,6 +46,16 @@ def test_ulaw_round_trip_is_close_and_matches_g711_points():
     assert ulaw_decode(b"\x80")[0] == 32124 and ulaw_decode(b"\x00")[0] == -32124
 
 
+def test_the_ulaw_table_encodes_every_sample_as_the_g711_formula():
+    from voicebot.speech.audio import _ulaw_encode_exact
+
+    every = np.arange(-32768, 32768, dtype=np.int32).astype(np.int16)
+    assert ulaw_encode(every) == _ulaw_encode_exact(every).tobytes()
+    assert ulaw_encode(np.array([-1, 1, 32767, -32768], np.int16)) == b"\x7f\xff\x80\x00"
+    wide = np.array([0, 40000, -40000], np.int32)  # other integer types are clipped, not wrapped
+    assert ulaw_encode(wide) == ulaw_encode(np.array([0, 32767, -32768], np.int16))
+
+
 def pk(seq: int) -> RtpPacket:
     return RtpPacket(0, seq, seq * 160, 1, bytes([seq & 0xFF]))
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from voicebot.config import load_settings, sip_password
 from voicebot.errors import VoicebotError
+from voicebot.eventloop import run_loop
 from voicebot.sip.caller import RATE, CallScript, place_call
 from voicebot.sip.measure import prompt_stop_ms, voice_onset_ms
 from voicebot.sip.script import ASR_SCRIPT_HEADER, encode_asr_script
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise VoicebotError("no SIP password for softphone: run `asterisk/pbx install` or set "
                             "VOICEBOT_SIP_PASSWORD_SOFTPHONE")
     host, _, port = args.server.partition(":")
-    result = asyncio.run(_bench(args, password, (host, int(port or 5060))))
+    result = run_loop(_bench(args, password, (host, int(port or 5060))))
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

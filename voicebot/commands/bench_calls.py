@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from voicebot.errors import VoicebotError
+from voicebot.eventloop import run_loop
 
 MAX_TURNS = 10
 
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     with system_under_test(settings, args.start, args.config) as pids:
         started = time.monotonic()
         watch = new_watch(settings, pids)
-        results = asyncio.run(measure(watch, utterances, plan, arrivals, account, server, calls=args.calls))
+        results = run_loop(measure(watch, utterances, plan, arrivals, account, server, calls=args.calls))
         seconds = time.monotonic() - started
         attach_records(settings, results)
     out = report(args, utterances, arrivals, results, watch, plan, seconds)

@@ -13,6 +13,7 @@ import time
 from voicebot.commands.bench_calls import (add_load_arguments, attach_records, emit, measure, new_watch,
                                            prepare, report, validate)
 from voicebot.errors import VoicebotError
+from voicebot.eventloop import run_loop
 
 MINUTE = 60.0
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     check(args)
     settings, utterances, plan, arrivals, account, server = prepare(args)
     with system_under_test(settings, args.start, args.config) as pids:
-        errors = asyncio.run(_soak(args, settings, utterances, plan, arrivals, account, server, pids))
+        errors = run_loop(_soak(args, settings, utterances, plan, arrivals, account, server, pids))
     return 0 if errors == 0 else 1
 
 

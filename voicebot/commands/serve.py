@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 
 from voicebot.config import PROJECT_ROOT, Settings, load_settings
+from voicebot.eventloop import loop_name, run_loop
 from voicebot.telephony.app import VoicebotApp
 from voicebot.telephony.ari import AriClient
 from voicebot.telephony.rtp import CODECS
@@ -45,22 +46,6 @@ def run(args: argparse.Namespace) -> int:
         if args.with_pbx:
             subprocess.run([str(PBX), "stop"], check=False)
     return 0
-
-
-def run_loop(main) -> None:
-    """Run on uvloop where it is installed: with 20 calls the event loop's own work (RTP
-    datagrams every 20 ms per call, WebSocket events) costs ~12 points less of the bot's CPU
-    than asyncio's default loop (README "Load"). VOICEBOT_LOOP=asyncio keeps the default loop,
-    e.g. for debugging with asyncio's debug mode."""
-    if os.environ.get("VOICEBOT_LOOP", "uvloop") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            log.info("uvloop is not installed: running on asyncio's default event loop")
-        else:
-            uvloop.run(main)
-            return
-    asyncio.run(main)
 
 
 def pidfile(app: str) -> Path:
@@ -231,16 +216,8 @@ def instance_info(settings: Settings, store) -> dict:
     cfg = store_config(settings)
     describe = getattr(store, "describe", None)
     return {"app": settings.asterisk.app, "node": socket.gethostname(), "pid": os.getpid(),
-            "ari": settings.asterisk.ari_url, "event_loop": _loop_name(),
+            "ari": settings.asterisk.ari_url, "event_loop": loop_name(),
             "store": describe() if callable(describe) else {"backend": cfg.backend}}
-
-
-def _loop_name() -> str:
-    """"uvloop" or "asyncio": which event loop runs this instance (see run_loop)."""
-    try:
-        return type(asyncio.get_running_loop()).__module__.split(".")[0]
-    except RuntimeError:
-        return "none"
 
 
 def _ready(ari: AriClient) -> web.Response:

@@ -46,10 +46,12 @@ class WhisperConfig:
     compression_ratio_max: float = 2.4
     max_chars_per_second: float = 30.0
     window_pad_s: float = 5.0         # encode speech + this much padding, not 30 s (0: stock)
-    # while other decodes run or wait (peak load): cheaper settings, so the queue drains
-    # (docs/speech.md: beam 2 + 3 s is ~25 % less CPU for WER 0.476 -> 0.515 on nst-da)
+    # at peak load: cheaper settings, so decodes neither queue nor slow each other down
+    # (docs/speech.md: beam 2 + 3 s is ~20 % less CPU for WER 0.515 -> 0.546 on nst-da).
+    # Peak load: other decodes run or wait, or the last one ended less than busy_within_s ago
     beam_size_busy: int = 2
     window_pad_s_busy: float = 3.0
+    busy_within_s: float = 2.0
     # a decode alone in the pool after it stood empty for solo_after_idle_s uses this many
     # threads (a second copy of the model): a lone caller's answer comes ~30 % sooner; 0 or 1: off.
     # The idle gap keeps it off under load, where its extra thread would compete with the next decode
@@ -66,8 +68,8 @@ class WhisperConfig:
         if not 0 < self.no_speech_max <= 1:
             raise ValueError("no_speech_max: must be in (0, 1]")
         if min(self.cpu_threads, self.solo_threads, self.hotwords_max, self.no_repeat_ngram_size,
-               self.solo_after_idle_s) < 0:
-            raise ValueError("cpu_threads, solo_threads, solo_after_idle_s, hotwords_max, "
+               self.solo_after_idle_s, self.busy_within_s) < 0:
+            raise ValueError("cpu_threads, solo_threads, solo_after_idle_s, busy_within_s, hotwords_max, "
                              "no_repeat_ngram_size: must not be negative")
         if not 0 <= self.closed_pad_s <= 25:
             raise ValueError("closed_pad_s: must be between 0 and 25 seconds")
@@ -114,16 +116,18 @@ class WhisperEngine(SegmentEngine):
         audio = resample(samples, rate, RATE).astype(np.float32) / 32768.0
         audio_s = len(audio) / RATE
         jobs = in_flight()  # 0: called outside the pool (eval, tests); 1: alone in the pool
-        beam_size, pad_s = self.settings(busy=jobs > 1)
+        gap_s = idle_gap_s()  # how long the pool stood empty before this run of decodes
+        beam_size, pad_s = self.settings(busy=jobs > 1 or (jobs == 1 and gap_s < self.config.busy_within_s))
         # alone in a quiet pool, the decode may take the other cores; a decode that arrives
         # meanwhile shares them for the few hundred ms that are left (never the same model)
-        solo = jobs == 1 and self.solo_model is not None and idle_gap_s() >= self.config.solo_after_idle_s
+        solo = jobs == 1 and self.solo_model is not None and gap_s >= self.config.solo_after_idle_s
         model = self.solo_model if solo else self.model
         with short_window(pad_s):
             return self._decode(model, audio, audio_s, beam_size)
 
     def settings(self, busy: bool) -> tuple[int, float]:
-        """(beam size, window padding) for a decode; ``busy``: other decodes run or wait."""
+        """(beam size, window padding) for a decode; ``busy``: peak load (other decodes run or
+        wait, or one just ended)."""
         c = self.config
         return (c.beam_size_busy, c.window_pad_s_busy) if busy else (c.beam_size, c.window_pad_s)
 
