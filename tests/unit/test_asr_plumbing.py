@@ -214,6 +214,45 @@ async def test_a_pause_starts_the_decode_and_the_end_of_turn_reuses_it(pool):
     assert {k: after[k] - before[k] for k in after} == {"started": 1, "used": 1, "wasted": 0, "skipped": 0}
 
 
+async def test_a_turn_tells_its_decode_time_from_its_wait_for_a_thread():
+    """The pool's one thread is busy for 0.3 s when the speculation is queued: the result says
+    how long its decode waited for the thread (``last_wait_ms``) and how long it took itself
+    (``decode_s``), so a slow turn explains itself (the ear records both)."""
+    import threading
+
+    engine = CountingSegment(delay=0.1)
+    cfg = VadConfig(pre_roll_ms=0, end_silence_ms=400, tail_ms=100, pause_ms=100)
+    with concurrent.futures.ThreadPoolExecutor(1) as one:
+        listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, one, 16000))
+        release = threading.Event()
+        for f in [frame(i) for i in range(1, 31)] + [frame(0)] * 7:  # speech, then the pause
+            listener.push(f)
+            await asyncio.sleep(0.02)
+        assert listener._speculation is not None
+        one.submit(release.wait, 5)  # another caller's decode: the speculation's job is already
+        await asyncio.sleep(0.3)     # ahead of it, so it runs first...
+        release.set()
+        for f in [frame(0)] * 20:
+            listener.push(f)
+        result = await listener.result()
+    assert listener.last_speculative and 0 <= listener.last_wait_ms < 250
+    assert result.decode_s >= 0.1
+
+    with concurrent.futures.ThreadPoolExecutor(1) as one:  # ...and here the thread is taken first
+        listener = Listener(Endpointer(cfg, 16000, vad=ScriptedVad()), Recognizer(engine, one, 16000))
+        release = threading.Event()
+        one.submit(release.wait, 5)
+        for f in [frame(i) for i in range(1, 31)] + [frame(0)] * 7:
+            listener.push(f)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        release.set()
+        for f in [frame(0)] * 20:
+            listener.push(f)
+        await listener.result()
+    assert listener.last_speculative and listener.last_wait_ms >= 300
+
+
 async def test_speech_after_a_pause_drops_the_speculation(pool):
     from voicebot.speech.asr.recognizer import SPECULATIONS
 
@@ -278,6 +317,7 @@ async def test_a_complete_speculative_transcript_ends_the_turn_early(pool, text,
     finally:
         running.cancel()
     assert isinstance(event, Utterance) and event.text == text and timings["speculative"] == 1
+    assert timings["decode_ms"] >= 0 and timings["decode_wait_ms"] >= 0
     if early:
         assert 300 <= timings["eos_wait_ms"] < 600
     else:

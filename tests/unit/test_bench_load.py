@@ -149,8 +149,10 @@ def test_verdicts():
 
 
 def test_summary_counts_and_breakdown():
-    timings = [{"eos_wait_ms": 600, "asr_ms": 300, "match_ms": 10, "first_audio_ms": 40, "speculative": 1},
-               {"eos_wait_ms": 600, "asr_ms": 500, "match_ms": 20, "first_audio_ms": 60, "speculative": 0}]
+    timings = [{"eos_wait_ms": 600, "asr_ms": 300, "match_ms": 10, "first_audio_ms": 40, "speculative": 1,
+                "decode_ms": 700, "decode_wait_ms": 120},
+               {"eos_wait_ms": 600, "asr_ms": 500, "match_ms": 20, "first_audio_ms": 60, "speculative": 0,
+                "decode_ms": 450}]
     results = [result(gaps_ms=[20.0, 20.5, 61.0], timings=timings, outcome="abandoned"),
                result(turns_done=0, error="no greeting", latencies_ms=[], first_audio_ms=None)]
     out = summarise(results, turns=2)
@@ -160,6 +162,8 @@ def test_summary_counts_and_breakdown():
     assert out["underruns"] == 1 and out["underrun_calls"] == 1 and out["max_gap_ms"] == 61.0
     assert out["outcomes"] == {"abandoned": 1, "no record": 1}
     assert out["breakdown"]["asr_ms"] == {"p50": 400.0, "p95": 490.0}
+    assert out["breakdown"]["decode_ms"] == {"p50": 575.0, "p95": 687.5}
+    assert out["breakdown"]["decode_wait_ms"] == {"p50": 120.0, "p95": 120.0}  # speculative turns only
     assert out["breakdown"]["speculative_share"] == 0.5
     assert breakdown([])["turns"] == 0
 

@@ -16,7 +16,8 @@ import numpy as np
 from voicebot.bench.load import CallResult
 from voicebot.sip.measure import jitter_ms, underruns
 
-TIMINGS = ("eos_wait_ms", "asr_ms", "match_ms", "first_audio_ms")  # what the bot records per turn
+# what the bot records per turn (decode_ms: the decode itself; decode_wait_ms: its wait for a thread)
+TIMINGS = ("eos_wait_ms", "asr_ms", "decode_ms", "decode_wait_ms", "match_ms", "first_audio_ms")
 HANDED_OVER = ("failed", "overload", "shutdown")  # record outcomes of a call given to the human route
 
 

@@ -200,8 +200,12 @@ class Ear:
                                  "decode_ms": asr_ms})
         # asr_ms: from the end of the turn; a speculative decode started during the wait
         eos_wait = eos_ms if eos_ms is not None else self.end_silence_ms if ended.reason == "silence" else 0
-        timings = {"eos_wait_ms": eos_wait, "asr_ms": asr_ms,
-                   "speculative": int(speculative)}
+        # why a slow turn was slow: decode_ms is the decode itself (a speculative one began
+        # during the wait), decode_wait_ms how long it first waited for a thread of the pool
+        timings = {"eos_wait_ms": eos_wait, "asr_ms": asr_ms, "speculative": int(speculative),
+                   "decode_ms": int(result.decode_s * 1000)}
+        if self.listener.last_wait_ms is not None:
+            timings["decode_wait_ms"] = self.listener.last_wait_ms
         self.events.put_nowait((Utterance(result.text, result.confidence), timings))
 
     def _fail(self, error: Exception) -> None:

@@ -14,6 +14,7 @@ import collections
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -188,6 +189,18 @@ class _Speculation:
     def __init__(self, samples: np.ndarray, choices: tuple[Choice, ...] | None, task: asyncio.Task) -> None:
         self.length, self.choices, self.task = len(samples), choices, task
         self.running = False  # set by the pool thread when the decode begins
+        self.queued_at = time.monotonic()
+        self.began_at: float | None = None
+
+    def began(self) -> None:
+        """Called in the pool thread as the decode begins."""
+        self.began_at = time.monotonic()
+        self.running = True
+
+    @property
+    def wait_ms(self) -> int | None:
+        """How long the decode waited for a thread of the pool (None: it has not begun)."""
+        return None if self.began_at is None else int((self.began_at - self.queued_at) * 1000)
 
     def drop(self) -> None:
         self.task.cancel()  # a job still queued in the pool is skipped
@@ -210,11 +223,12 @@ class Listener:
     def __init__(self, endpointer: Endpointer, recognizer: Recognizer) -> None:
         self.endpointer, self.recognizer = endpointer, recognizer
         self._ended: collections.deque[PendingResult | ClosedPending | asyncio.Task] = collections.deque()
-        self._speculated: collections.deque[bool] = collections.deque()  # per ended utterance
+        self._speculated: collections.deque[_Speculation | None] = collections.deque()  # per ended utterance
         self._choices: tuple[Choice, ...] | None = None
         self._speculation: _Speculation | None = None
         self.speculate = True  # the ear turns it off under load (a dropped speculation costs CPU)
         self.last_speculative = False  # the result just returned came from a speculation
+        self.last_wait_ms: int | None = None  # ...whose decode waited this long for a pool thread
 
     def expect(self, choices: Sequence[Choice] | None) -> None:
         """Score the next utterances against ``choices`` (a closed question) until changed;
@@ -281,7 +295,7 @@ class Listener:
                     if spec.length == len(event.samples) and spec.choices == choices:
                         rec.reset()
                         SPECULATIONS.used += 1
-                        self._end(spec.task, speculative=True)
+                        self._end(spec.task, spec)
                         continue
                     spec.drop()
                 if choices:
@@ -294,9 +308,9 @@ class Listener:
                 self._end(rec.detach())
         return events
 
-    def _end(self, pending, speculative: bool = False) -> None:
+    def _end(self, pending, speculation: _Speculation | None = None) -> None:
         self._ended.append(pending)
-        self._speculated.append(speculative)
+        self._speculated.append(speculation)
 
     def _speculate(self, samples: np.ndarray) -> None:
         rec = self.recognizer
@@ -309,10 +323,7 @@ class Listener:
         self._drop_speculation()
         choices = self.expecting
         spec = _Speculation(samples, choices, None)  # type: ignore[arg-type]
-
-        def began() -> None:
-            spec.running = True
-
+        began = spec.began
         work = rec.score(samples, choices, began) if choices else rec.decode_segment(samples, began)
         spec.task = asyncio.ensure_future(_awaited(work))
         SPECULATIONS.started += 1
@@ -331,8 +342,12 @@ class Listener:
         if not self._ended:
             raise RuntimeError("Listener.result() called without an UtteranceEnded event")
         pending = self._ended.popleft()
-        self.last_speculative = self._speculated.popleft()
-        return await pending
+        spec = self._speculated.popleft()
+        result = await pending
+        # set after the await, so each caller reads its own (utterances may be awaited together)
+        self.last_speculative = spec is not None
+        self.last_wait_ms = spec.wait_ms if spec is not None else None
+        return result
 
     def discard_oldest(self) -> None:
         """Drop the oldest ended utterance without decoding it (overload: nobody will wait for it)."""
