@@ -197,7 +197,7 @@ class Ear:
         speculative = self.listener.last_speculative
         log.info("heard", extra={"channel": self.channel_id, "text": redact(result.text),
                                  "confidence": round(result.confidence, 2), "speech_ms": ended.speech_ms,
-                                 "decode_ms": asr_ms})
+                                 "asr_ms": asr_ms})  # the same names as the turn's timings
         # asr_ms: from the end of the turn; a speculative decode started during the wait
         eos_wait = eos_ms if eos_ms is not None else self.end_silence_ms if ended.reason == "silence" else 0
         # why a slow turn was slow: decode_ms is the decode itself (a speculative one began
