@@ -215,9 +215,10 @@ async def test_a_pause_starts_the_decode_and_the_end_of_turn_reuses_it(pool):
 
 
 async def test_a_turn_tells_its_decode_time_from_its_wait_for_a_thread():
-    """The pool's one thread is busy for 0.3 s when the speculation is queued: the result says
-    how long its decode waited for the thread (``last_wait_ms``) and how long it took itself
-    (``decode_s``), so a slow turn explains itself (the ear records both)."""
+    """On a one-thread pool: a speculation that finds the thread free reports (almost) no wait;
+    one queued behind another caller's 0.3 s decode reports at least 0.3 s (``last_wait_ms``),
+    and the result says how long the decode itself took (``decode_s``). The ear records both,
+    so a slow turn explains itself."""
     import threading
 
     engine = CountingSegment(delay=0.1)
