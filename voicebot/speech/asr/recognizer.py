@@ -188,14 +188,16 @@ class _Speculation:
 
     def __init__(self, samples: np.ndarray, choices: tuple[Choice, ...] | None, task: asyncio.Task) -> None:
         self.length, self.choices, self.task = len(samples), choices, task
-        self.running = False  # set by the pool thread when the decode begins
         self.queued_at = time.monotonic()
-        self.began_at: float | None = None
+        self.began_at: float | None = None  # set by the pool thread when the decode begins
 
     def began(self) -> None:
         """Called in the pool thread as the decode begins."""
         self.began_at = time.monotonic()
-        self.running = True
+
+    @property
+    def running(self) -> bool:
+        return self.began_at is not None
 
     @property
     def wait_ms(self) -> int | None:
