@@ -47,10 +47,10 @@ class WhisperConfig:
     max_chars_per_second: float = 30.0
     window_pad_s: float = 5.0         # encode speech + this much padding, not 30 s (0: stock)
     # at peak load: cheaper settings, so decodes neither queue nor slow each other down
-    # (docs/speech.md: beam 2 + 3 s is ~20 % less CPU for WER 0.515 -> 0.546 on nst-da).
+    # (docs/speech.md: beam 2 + 1 s is ~25 % less CPU than beam 5 + 5 s, nst-da WER 0.515 -> 0.519).
     # Peak load: other decodes run or wait, or the last one ended less than busy_within_s ago
     beam_size_busy: int = 2
-    window_pad_s_busy: float = 3.0
+    window_pad_s_busy: float = 1.0
     busy_within_s: float = 2.0
     # a decode alone in the pool after it stood empty for solo_after_idle_s uses this many
     # threads (a second copy of the model): a lone caller's answer comes ~30 % sooner; 0 or 1: off.
