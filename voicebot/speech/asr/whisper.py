@@ -108,7 +108,8 @@ class WhisperEngine(SegmentEngine):
         except (RuntimeError, ValueError, OSError) as exc:
             raise EngineError(f"cannot load the Whisper model in {path}: {exc}") from None
         if config.decoder == "onnx":
-            use_onnx_decoder([(self.model, config.cpu_threads or os.cpu_count() or 1), (self.solo_model, solo)], path,
+            threads = config.cpu_threads or os.cpu_count() or 1
+            use_onnx_decoder([(self.model, threads), (self.solo_model, solo)], path,
                              quantize=config.compute_type.startswith("int8"))
         # whisper-base-da: token ids are mapped where they enter and leave CTranslate2
         use_trimmed_vocabulary([m for m in (self.model, self.solo_model) if m is not None], path)

@@ -1,4 +1,4 @@
-"""Whisper's decoder on ONNX Runtime: the same beam search as CTranslate2, 2-3x faster on AVX2.
+"""Whisper's decoder on ONNX Runtime: CTranslate2's beam search, with cheaper steps on AVX2 CPUs.
 
 Why: on CPUs without AVX-512/VNNI, CTranslate2 multiplies int8 matrices with oneDNN and no
 pre-packed weights, so every decoder step (a handful of rows against 30 M weights) repacks all the
@@ -316,12 +316,12 @@ class OnnxDecoding:
         return getattr(self._model, name)
 
     def generate(self, features, prompts, *args, **kwargs):
-        if args or not self._handles(prompts, kwargs):
+        enc = None
+        if not args and self._handles(prompts, kwargs):
+            enc = np.asarray(features, dtype=np.float32)  # the encoder's output, on the CPU
+        if enc is None or enc.ndim != 3 or enc.shape[0] != len(prompts):
             with self._lock:
                 self.fallbacks += 1
-            return self._model.generate(features, prompts, *args, **kwargs)
-        enc = np.asarray(features, dtype=np.float32)
-        if enc.ndim != 3 or enc.shape[0] != len(prompts):
             return self._model.generate(features, prompts, *args, **kwargs)
         return self._generate(enc, list(prompts[0]), kwargs)
 
