@@ -254,6 +254,34 @@ def decoder_graphs(model_dir: Path, quantize: bool = True) -> tuple[Path, Path, 
 
 # ---------------------------------------------------------------- generation
 
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, threads)
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy waiting
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise EngineError(f"cannot load the ONNX decoder {path}: {exc}") from None
+
+
+_float32: dict[str, tuple] = {}
+_float32_lock = threading.Lock()
+
+
+def _float32_sessions(model_dir: Path) -> tuple:
+    """(cross, step) in float32 for ``model_dir``, loaded once per process (sessions are
+    thread-safe)."""
+    key = str(Path(model_dir).resolve())
+    with _float32_lock:
+        if key not in _float32:
+            cross_path, step_path, _, _ = decoder_graphs(model_dir, quantize=False)
+            _float32[key] = (_session(cross_path, 1), _session(step_path, 1))
+        return _float32[key]
+
+
 @dataclasses.dataclass
 class Generation:
     """What faster-whisper reads of ctranslate2's WhisperGenerationResult."""
@@ -295,20 +323,19 @@ class OnnxDecoding:
                  "num_hypotheses"}
 
     def __init__(self, model, model_dir: Path, threads: int = 1, quantize: bool = True) -> None:
-        import onnxruntime as ort
-
         self._model = model
         self.vocab = Vocabulary.load(model_dir)
         cross_path, step_path, self.layers, self.heads = decoder_graphs(model_dir, quantize)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, threads)
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # no busy waiting
-        try:
-            self._cross = ort.InferenceSession(str(cross_path), options, providers=["CPUExecutionProvider"])
-            self._step = ort.InferenceSession(str(step_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
-            raise EngineError(f"cannot load the ONNX decoder in {step_path.parent}: {exc}") from None
+        self._step = _session(step_path, threads)
+        # The once-per-utterance passes (the prompt, and the encoder output's keys and values) run
+        # in float32: onnxruntime quantizes a product's input with one scale for all its rows
+        # (CTranslate2: one per row), and over the prompt's ~15 rows that blurred <|nospeech|>'s
+        # probability, read there (silence: 0.43 against CTranslate2's 0.62, and a transcript
+        # instead of none). They cost ~20-60 ms a decode; one set serves every model copy.
+        if quantize:
+            self._cross, self._prompt_step = _float32_sessions(model_dir)
+        else:
+            self._cross, self._prompt_step = _session(cross_path, threads), self._step
         self.fallbacks = 0
         self._lock = threading.Lock()
 
@@ -341,7 +368,7 @@ class OnnxDecoding:
             i += 1
         return i
 
-    def _run_step(self, tokens: np.ndarray, start: int, past, cross) -> tuple[np.ndarray, list]:
+    def _run_step(self, tokens: np.ndarray, start: int, past, cross, session=None) -> tuple[np.ndarray, list]:
         rows, n = tokens.shape
         p = past[0].shape[2]
         mask = np.zeros((p + n, n), np.float32)  # [key, query]: causal among the new tokens
@@ -352,7 +379,7 @@ class OnnxDecoding:
         for i in range(self.layers):
             feed[f"past_k{i}"], feed[f"past_v{i}"] = past[2 * i], past[2 * i + 1]
             feed[f"cross_k{i}"], feed[f"cross_v{i}"] = cross[2 * i], cross[2 * i + 1]
-        out = self._step.run(None, feed)
+        out = (session or self._step).run(None, feed)
         return out[0], out[1:]
 
     def _generate(self, enc: np.ndarray, prompt: list[int], kw) -> list[Generation]:
@@ -365,7 +392,8 @@ class OnnxDecoding:
         head, start_id = prompt[:-1], prompt[-1]
         past = [np.zeros((batch, self.heads, 0, HEADS_DIM), np.float32),  # keys
                 np.zeros((batch, self.heads, HEADS_DIM, 0), np.float32)] * self.layers  # values, transposed
-        logits, past = self._run_step(np.tile(np.array(head, np.int64), (batch, 1)), 0, past, cross)
+        logits, past = self._run_step(np.tile(np.array(head, np.int64), (batch, 1)), 0, past, cross,
+                                      self._prompt_step)
         no_speech = _softmax(logits[:, sot_index])[:, v.no_speech]
         start_step = len(head)
         total = int(kw.get("max_length", 448))
