@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.integration.test_whisper_trim import _clips, installed
+from tests.integration.test_whisper_trim import _clips, installed, word_error_rate
 
 pytestmark = pytest.mark.integration
 
@@ -46,19 +46,8 @@ def test_float32_decoder_matches_ctranslate2_token_for_token(trimmed):
 
 
 def test_int8_decoder_transcribes_danish_as_well(trimmed):
-    from voicebot.speech.wer import word_errors
-
     clips = _clips(10)
-    wer = {}
-    for decoder in ("ctranslate2", "onnx"):
-        engine = _engine(decoder=decoder)
-        errors = words = 0
-        for samples, rate, text in clips:
-            hypothesis, confidence = engine.decode(samples, rate)
-            assert hypothesis and 0 < confidence <= 1
-            e, n = word_errors(text, hypothesis)
-            errors, words = errors + e, words + n
-        wer[decoder] = errors / words
+    wer = {decoder: word_error_rate(_engine(decoder=decoder), clips) for decoder in ("ctranslate2", "onnx")}
     print(wer)
     assert wer["onnx"] <= wer["ctranslate2"] + 0.05
 

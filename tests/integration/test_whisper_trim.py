@@ -101,22 +101,28 @@ def _clips(n: int):
     return out
 
 
+def word_error_rate(engine, clips) -> float:
+    """The engine's WER over ``clips`` (from ``_clips``); every clip must give text."""
+    from voicebot.speech.wer import word_errors
+
+    errors = words = 0
+    for samples, rate, text in clips:
+        hypothesis, confidence = engine.decode(samples, rate)
+        assert hypothesis and 0 < confidence <= 1
+        e, n = word_errors(text, hypothesis)
+        errors, words = errors + e, words + n
+    return errors / words
+
+
 def test_trimmed_model_transcribes_as_well(base, trimmed):
     from voicebot.speech.asr.whisper import WhisperConfig, WhisperEngine
-    from voicebot.speech.wer import word_errors
 
     clips = _clips(10)
     results = {}
     for name in ("whisper-base", "whisper-base-da"):
         engine = WhisperEngine(WhisperConfig(model=name, prompt="Jeg ringer til Borgerservice i "
                                              "Københavns Kommune.", solo_threads=0))
-        errors = words = 0
-        for samples, rate, text in clips:
-            hypothesis, confidence = engine.decode(samples, rate)
-            assert hypothesis and 0 < confidence <= 1
-            e, n = word_errors(text, hypothesis)
-            errors, words = errors + e, words + n
-        results[name] = errors / words
+        results[name] = word_error_rate(engine, clips)
     print(results)  # speed is measured by `voicebot eval asr`, not here (docs/speech.md)
     assert results["whisper-base-da"] <= results["whisper-base"] + 0.05
 
