@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from voicebot.speech.asr.base import AsrEngine, AsrResult, AsrStream, Choice, ClosedResult
+from voicebot.speech.asr.blas import single_threaded_blas
 from voicebot.speech.asr.config import ENGINES, AsrConfig
 from voicebot.speech.asr.pool import get_pool, run_in_pool
 from voicebot.speech.asr.priority import run_lowered
@@ -61,6 +62,7 @@ def load_engine(settings, vocabulary: Sequence[str] = (), engine: str | None = N
     if not cls.uses_vocabulary(engine_cfg):
         vocabulary = ()  # one loaded model serves every vocabulary
     key = (name, repr(engine_cfg), tuple(vocabulary))
+    single_threaded_blas()  # numpy's spinning BLAS workers took a core from the decoders (blas.py)
     with _engines_lock:
         if key not in _engines:
             # loaded in a lowered thread: the engine's own native threads inherit the priority
