@@ -12,25 +12,18 @@ spinning worker). The products numpy does here are small, so one thread costs th
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
 
 log = logging.getLogger("voicebot.asr")
 
-_done = False
-_lock = threading.Lock()
 
-
+@functools.cache  # once per process: load_engine calls it for every recognizer
 def single_threaded_blas() -> None:
-    """Limit numpy's BLAS to the calling thread, once per process (threadpoolctl)."""
-    global _done
-    with _lock:
-        if _done:
-            return
-        _done = True
-        try:
-            from threadpoolctl import threadpool_limits
+    """Limit numpy's BLAS to the calling thread (threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
 
-            threadpool_limits(limits=1, user_api="blas")
-        except Exception as exc:  # a missing or unknown BLAS only costs speed
-            log.warning("cannot limit numpy's BLAS threads: %s", exc)
+        threadpool_limits(limits=1, user_api="blas")
+    except Exception as exc:  # a missing or unknown BLAS only costs speed
+        log.warning("cannot limit numpy's BLAS threads: %s", exc)
