@@ -153,13 +153,14 @@ def test_summary_counts_and_breakdown():
                 "decode_ms": 700, "decode_wait_ms": 120},
                {"eos_wait_ms": 600, "asr_ms": 500, "match_ms": 20, "first_audio_ms": 60, "speculative": 0,
                 "decode_ms": 450}]
-    results = [result(gaps_ms=[20.0, 20.5, 61.0], timings=timings, outcome="abandoned"),
+    results = [result(gaps_ms=[20.0, 20.5, 61.0], timings=timings, outcome="abandoned", lost_frames=2),
                result(turns_done=0, error="no greeting", latencies_ms=[], first_audio_ms=None)]
     out = summarise(results, turns=2)
     assert (out["calls"], out["completed"], out["errors"]) == (2, 1, 1)
     assert out["error_kinds"] == {"no greeting": 1}
     assert out["latency_ms"]["n"] == 2 and out["latency_ms"]["max"] == 900.0
     assert out["underruns"] == 1 and out["underrun_calls"] == 1 and out["max_gap_ms"] == 61.0
+    assert out["lost_frames"] == 2
     assert out["outcomes"] == {"abandoned": 1, "no record": 1}
     assert out["breakdown"]["asr_ms"] == {"p50": 400.0, "p95": 490.0}
     assert out["breakdown"]["decode_ms"] == {"p50": 575.0, "p95": 687.5}

@@ -53,3 +53,35 @@ def test_recording_that_ends_mid_prompt_means_it_stopped():
     p = prompt()
     stop = prompt_stop_ms(report(p[: RATE * 2]), p)
     assert stop is not None and abs(stop - 2000) <= 20
+
+
+def test_a_frame_lost_or_added_on_the_way_is_not_a_stop():
+    """A PBX that drops or adds a frame shifts the rest of the prompt; the caller still hears it go on."""
+    p = prompt()
+    k = RATE * 2  # at 2.0 s
+    dropped = np.concatenate([p[:k], p[k + 160:]])
+    added = np.concatenate([p[:k], np.zeros(160, np.int16), p[k:]])
+    twice = np.concatenate([p[:k], p[k + 320:]])  # two frames at once
+    for heard in (dropped, added, twice):
+        assert prompt_stop_ms(report(heard), p) is None
+
+
+def test_a_stop_after_a_lost_frame_is_still_found_where_it_happened():
+    p = prompt()
+    heard = np.concatenate([p[:RATE], p[RATE + 160: RATE * 3], tone(2, 440)])  # lost at 1 s, stopped at 3 s
+    stop = prompt_stop_ms(report(heard), p)
+    assert stop is not None and abs(stop - (3000 - 20)) <= 20, stop
+
+
+def test_the_caller_fills_a_lost_frame_with_silence_and_counts_it():
+    from voicebot.sip.caller import Listener
+
+    listener = Listener(clock=lambda: 1.0)
+    listener.t0 = 0.0
+    listener.on_frame(np.full(160, 5000, np.int16))
+    listener.on_loss(2)
+    listener.on_frame(np.full(160, 5000, np.int16))
+    assert listener.lost == 2 and len(listener.frames) == 4 and len(listener.loud) == 4
+    assert [bool(np.any(f)) for f in listener.frames] == [True, False, False, True]
+    listener.on_loss(10_000)  # a sequence jump (the sender resynced), not a loss to play out
+    assert listener.lost == 10_002 and len(listener.frames) == 4

@@ -177,6 +177,31 @@ async def test_packets_from_a_foreign_port_are_ignored_and_crafted_ones_are_chea
         stranger.close()
 
 
+async def test_a_lost_packet_is_reported_before_the_frames_that_follow_it():
+    """Real socket on 127.0.0.1: the loss is told in its place in the stream, so a listener can
+    put silence there and keep its timeline."""
+    import socket
+
+    from voicebot.telephony.rtp import RtpEndpoint
+
+    codec = CODECS["ulaw"]
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    heard: list[object] = []
+    endpoint = await RtpEndpoint.open("127.0.0.1", codec, lambda f: heard.append(int(f[0])), remote=peer.getsockname())
+    endpoint.on_loss = lambda n: heard.append(f"lost {n}")
+    try:
+        for seq in [1, 2, 3, 5, 6, 7, 8]:  # 4 never comes
+            peer.sendto(pack(RtpPacket(0, seq, seq * 160, 1, bytes([seq]) * 160)), endpoint.local_address)
+        await asyncio.sleep(0.1)
+        first = [int(codec.decode(bytes([s]))[0]) for s in range(1, 9)]
+        assert heard == first[:3] + ["lost 1"] + first[4:8]
+        assert endpoint.reorder.lost == 1
+    finally:
+        endpoint.close()
+        peer.close()
+
+
 def test_frame_bytes_is_the_encoded_size_of_one_frame():
     for codec in CODECS.values():
         assert codec.frame_bytes == len(codec.encode(np.zeros(codec.samples_per_frame, np.int16)))

@@ -70,6 +70,7 @@ class CallResult:
     ended_by_bot: bool = False          # the far end hung up before the caller was done
     heard_after_speech: bool = False    # the caller heard the bot after its last speech
     gaps_ms: list[float] = field(default_factory=list)  # inter-arrival times inside bot speech
+    lost_frames: int = 0                # RTP sequence gaps in what the caller received
     duration_s: float = 0.0
     ended_at: float = 0.0               # time.monotonic()
     outcome: str | None = None          # from the bot's record (filled in afterwards)
@@ -135,6 +136,7 @@ def fill_from_report(result: CallResult, report: CallReport, plan: CallPlan) -> 
     result.ended_by_bot = report.hangup_by == "bot" and result.turns_done < plan.turns
     result.heard_after_speech = any(b > result.last_speech_end_ms for _, b in report.bot_segments_ms)
     result.gaps_ms = [round(g, 2) for g in speech_gaps(report.frame_ms, report.bot_segments_ms)]
+    result.lost_frames = report.lost_frames
 
 
 async def run_load(utterances: Utterances, plan: CallPlan, arrivals: Arrivals, account: tuple[str, str],

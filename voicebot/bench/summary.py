@@ -80,6 +80,7 @@ def summarise(results: list[CallResult], turns: int) -> dict:
         "underruns": underruns(gaps),
         "underrun_calls": sum(1 for r in results if underruns(r.gaps_ms)),
         "max_gap_ms": round(max(gaps), 1) if gaps else None,
+        "lost_frames": sum(r.lost_frames for r in results),
         "rtp_out_jitter_ms_p99": percentile(jitter, 99),
         "breakdown": breakdown(results),
         "outcomes": dict(Counter(r.outcome or "no record" for r in results if r.answered)),

@@ -31,6 +31,7 @@ log = logging.getLogger("voicebot.caller")
 PCMU = CODECS["ulaw"]
 RATE = PCMU.rate
 LOUD_DBFS = -45.0  # a received frame louder than this counts as bot audio
+MAX_LOSS_FILL = 5  # frames: a longer sequence gap is a resync (a new talk spurt), not filled
 SIOCGSTAMPNS = 0x8907  # Linux ioctl: the kernel's receive time of the last datagram read
 
 
@@ -62,6 +63,7 @@ class CallReport:
     steps: list[dict] = field(default_factory=list)  # scripted calls: each step with its times
     recording: np.ndarray | None = None
     frame_ms: list[float] = field(default_factory=list)  # arrival time of each recorded frame (kernel's)
+    lost_frames: int = 0  # RTP sequence gaps; the recording holds silence in their place
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -119,12 +121,24 @@ class Listener:
         self.clock = clock  # arrival time of the frame being handled (monotonic seconds)
         self.frames: list[np.ndarray] = []
         self.loud: list[tuple[float, bool]] = []  # (ms since answer, loud?)
+        self.lost = 0  # frames that never arrived (RTP sequence gaps)
 
     def on_frame(self, samples: np.ndarray) -> None:
         if self.t0 is None:
             return  # early media before the answer: not the bot
         self.frames.append(samples)
         self.loud.append(((self.clock() - self.t0) * 1000, dbfs(samples) > LOUD_DBFS))
+
+    def on_loss(self, frames: int) -> None:
+        """Frames lost on the way: silence in their place, as a phone plays, so the recording
+        keeps its timeline. A gap longer than ``MAX_LOSS_FILL`` is taken as the sender's resync
+        (a jump in sequence numbers), not as that much lost audio."""
+        if self.t0 is None:
+            return
+        self.lost += frames
+        if frames <= MAX_LOSS_FILL:
+            for _ in range(frames):
+                self.on_frame(np.zeros(RATE * FRAME_MS // 1000, np.int16))
 
     def first_loud_since(self, since_ms: float) -> float | None:
         """The first loud frame at or after ``since_ms``."""
@@ -280,6 +294,7 @@ async def place_call(script: CallScript, user: str, password: str,
     listener = Listener()
     endpoint = await StampedEndpoint.open(host, PCMU, listener.on_frame)
     listener.clock = endpoint.arrival
+    endpoint.on_loss = listener.on_loss
     try:
         resp, dialog = await ua.invite(script.number, audio_sdp(host, endpoint.local_address[1]),
                                        timeout=script.max_seconds, headers=script.headers)
@@ -318,6 +333,7 @@ async def _run(call: LiveCall, drive: Drive, max_seconds: float) -> None:
     report.first_audio_ms = round(first, 1) if first is not None else None
     report.recording = np.concatenate(listener.frames) if listener.frames else np.zeros(0, np.int16)
     report.frame_ms = [t for t, _ in listener.loud]
+    report.lost_frames = listener.lost
 
 
 async def _converse(script: CallScript, call: LiveCall) -> None:

@@ -8,11 +8,18 @@ from __future__ import annotations
 import numpy as np
 
 from voicebot.sip.caller import CallReport
+
+MAX_SHIFT = 2  # frames lost or added on the way that prompt_stop_ms still follows
+
+
 def prompt_stop_ms(report: CallReport, prompt: np.ndarray, rate: int = 8000) -> float | None:
     """When the caller stopped hearing ``prompt`` (ms after the answer), or None if it played out.
 
     Matches the received audio against the prompt frame by frame (after aligning the two by
-    cross-correlation), so a reply that follows at once is not mistaken for the prompt.
+    cross-correlation), so a reply that follows at once is not mistaken for the prompt. A frame
+    lost or added on the way (inside the PBX, where the caller's sequence numbers cannot show
+    it) shifts the rest of the recording by whole frames; the match follows such a shift of up to
+    ``MAX_SHIFT`` frames, because the caller still hears the prompt go on.
     """
     rec = report.recording.astype(np.float64)
     ref = prompt.astype(np.float64)
@@ -22,18 +29,33 @@ def prompt_stop_ms(report: CallReport, prompt: np.ndarray, rate: int = 8000) -> 
     offset = int(np.argmax(np.correlate(window, probe, "valid")))
     frames = len(ref) // n
     loud = [float(np.sum(ref[k * n:(k + 1) * n] ** 2)) >= n * 100.0 ** 2 for k in range(frames)]
+
+    def matches(k: int, at: int) -> bool:  # prompt frame k against the recording at ``at``
+        got = rec[at + k * n: at + (k + 1) * n]
+        want = ref[k * n:(k + 1) * n]
+        return len(got) == n and float(np.sum((got - want) ** 2)) / float(np.sum(want ** 2)) <= 0.5
+
+    def realigned(k: int) -> int | None:  # the shifted offset the prompt goes on at, if any
+        ahead = [j for j in range(k, frames) if loud[j]][:3]
+        for shift in sorted(range(-MAX_SHIFT, MAX_SHIFT + 1), key=abs)[1:]:
+            at = offset + shift * n
+            if len(ahead) == 3 and at + k * n >= 0 and all(matches(j, at) for j in ahead):
+                return at
+        return None
+
     bad, last_match = 0, 0
     for k in range(frames):
-        got = rec[offset + k * n: offset + (k + 1) * n]
-        if len(got) < n:  # the recording ends while the prompt goes on: it stopped, if loud is left
+        if offset + (k + 1) * n > len(rec):  # the recording ends while the prompt goes on
             return _end_of(report, offset // n + last_match, n, rate) if sum(loud[k:]) >= 3 else None
         if not loud[k]:  # a quiet frame of the prompt matches anything quiet
             continue
-        want = ref[k * n:(k + 1) * n]
-        if float(np.sum((got - want) ** 2)) / float(np.sum(want ** 2)) > 0.5:
-            bad += 1
-        else:
+        if matches(k, offset):
             bad, last_match = 0, k
+            continue
+        if (at := realigned(k)) is not None:
+            offset, bad, last_match = at, 0, k
+            continue
+        bad += 1
         if bad == 3:  # three loud frames in a row that are not the prompt: it stopped
             # the end of the last frame that still matched (RTP pauses after the stop, so the
             # next received frame may arrive much later)

@@ -153,6 +153,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
                  remote: tuple[str, int] | None = None) -> None:
         self.codec = codec
         self.on_frame = on_frame
+        self.on_loss: Callable[[int], None] | None = None  # frames given up on, before the next
         self.remote = remote
         self.transport: asyncio.DatagramTransport | None = None
         self.reorder = ReorderBuffer()
@@ -187,7 +188,11 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self.remote = addr
         self.received += 1
         self.first_packet.set()
-        for q in self.reorder.push(p):
+        lost = self.reorder.lost
+        ready = self.reorder.push(p)
+        if self.reorder.lost != lost and self.on_loss is not None:
+            self.on_loss(self.reorder.lost - lost)
+        for q in ready:
             self.on_frame(self.codec.decode(q.payload))
 
     def send(self, payload: bytes) -> None:
