@@ -37,9 +37,11 @@ def prompt_stop_ms(report: CallReport, prompt: np.ndarray, rate: int = 8000) -> 
 
     def realigned(k: int) -> int | None:  # the shifted offset the prompt goes on at, if any
         ahead = [j for j in range(k, frames) if loud[j]][:3]
-        for shift in sorted(range(-MAX_SHIFT, MAX_SHIFT + 1), key=abs)[1:]:
+        if len(ahead) < 3:
+            return None
+        for shift in sorted(range(-MAX_SHIFT, MAX_SHIFT + 1), key=abs)[1:]:  # nearest first
             at = offset + shift * n
-            if len(ahead) == 3 and at + k * n >= 0 and all(matches(j, at) for j in ahead):
+            if at + k * n >= 0 and all(matches(j, at) for j in ahead):
                 return at
         return None
 
